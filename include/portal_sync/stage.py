@@ -1,0 +1,102 @@
+"""Per-run staging tables in PostgreSQL: created, bulk-loaded, indexed, dropped.
+
+Staging tables are UNLOGGED (nothing in them needs to survive a crash: a killed run
+is simply re-run) and named after the run, so runs never share one. They live in the
+portal database so that validation and the merge are set-based SQL next to the data,
+and so that tasks on different workers share nothing but the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from portal_sync.datasets import Extract, SourceColumn
+from portal_sync.extract import ROW_ID
+
+STAGE_SCHEMA = "stage"
+
+_PG_TYPES = {
+    "int": "integer",
+    "bigint": "bigint",
+    "smallint": "smallint",
+    "text": "text",
+    "char": "text",
+    "money": "text",  # exact driver text; validated, then cast to numeric(12,2) on publish
+    "date": "date",
+    "datetime": "timestamp",
+}
+
+
+def run_key(community_code: str, run_id: str) -> str:
+    """A short, identifier-safe key for one run of one community."""
+    digest = hashlib.sha256(f"{community_code}\x00{run_id}".encode()).hexdigest()[:12]
+    return f"{community_code.lower()}_{digest}"
+
+
+def stage_table_name(key: str, dataset: str, extract: Extract) -> str:
+    name = f"{key}__{dataset}__{extract.name}"
+    if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
+        raise ValueError(f"unsafe staging table name {name!r}")
+    return name
+
+
+def _column_ddl(column: SourceColumn) -> sql.Composable:
+    return sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(_PG_TYPES[column.kind]))
+
+
+def create_table(conn: psycopg.Connection, table: str, extract: Extract) -> None:
+    columns = [sql.SQL("{} bigint NOT NULL").format(sql.Identifier(ROW_ID))]
+    columns += [_column_ddl(c) for c in extract.columns]
+    conn.execute(
+        sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
+    )
+    conn.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {}.{} ({})").format(
+            sql.Identifier(STAGE_SCHEMA), sql.Identifier(table), sql.SQL(", ").join(columns)
+        )
+    )
+
+
+def load_batches(adbc_url: str, table: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    """Bulk-load Arrow batches with ADBC's binary COPY, one batch in memory at a time."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches)
+    with adbc.connect(adbc_url) as conn, conn.cursor() as cur:
+        loaded = cur.adbc_ingest(table, reader, mode="append", db_schema_name=STAGE_SCHEMA)
+        conn.commit()
+    return int(loaded)
+
+
+def finish_table(conn: psycopg.Connection, table: str, extract: Extract) -> None:
+    """Index the business key and gather statistics so the checks and the merge plan well."""
+    ident = sql.Identifier(STAGE_SCHEMA, table)
+    conn.execute(
+        sql.SQL("CREATE INDEX ON {} ({})").format(ident, sql.SQL(", ").join(map(sql.Identifier, extract.key)))
+    )
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, sql.Identifier(ROW_ID)))
+    conn.execute(sql.SQL("ANALYZE {}").format(ident))
+
+
+def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:
+    for table in tables:
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
+        )
+
+
+def drop_run_tables(conn: psycopg.Connection, key: str) -> list[str]:
+    """Drop every staging table of a run, including ones a killed task left behind."""
+    rows = conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE %s",
+        (STAGE_SCHEMA, key.replace("_", r"\_") + r"\_\_%"),
+    ).fetchall()
+    names = [r[0] for r in rows]
+    drop_tables(conn, names)
+    return names
