@@ -1,0 +1,77 @@
+"""`portal-sync`: the pipeline from the shell, without a scheduler.
+
+Airflow is how the sync runs in production; this is for set-up (migrate), support
+(summary) and debugging one community's run in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid
+
+from portal_sync.config import load_config
+
+
+def _portal_url(args: argparse.Namespace) -> str:
+    url = args.portal_url or os.environ.get("PORTAL_DB_URL")
+    if not url:
+        sys.exit("portal-sync: give --portal-url or set PORTAL_DB_URL")
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="portal-sync", description=__doc__)
+    parser.add_argument("--portal-url", help="libpq URL of the portal database (default: $PORTAL_DB_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the portal, sync and stage schemas")
+    run = sub.add_parser("run", help="run one community's full sync in this process")
+    run.add_argument("community")
+    run.add_argument("--source-odbc", required=True, help="ODBC connection string of the community's Caselle")
+    run.add_argument("--no-gx", action="store_true", help="skip Great Expectations (the SQL rules still run)")
+    summary = sub.add_parser("summary", help="print the last runs per community")
+    summary.add_argument("community", nargs="?")
+    summary.add_argument("--runs", type=int, default=1)
+    sub.add_parser("check-config", help="validate the communities file and list errors")
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        loaded = load_config()
+        for community in loaded.communities:
+            print(f"ok    {community.code}: {', '.join(community.datasets)} every '{community.schedule}'")
+        for error in loaded.errors:
+            print(f"error {error}")
+        return 1 if loaded.errors else 0
+
+    url = _portal_url(args)
+    if args.command == "migrate":
+        from portal_sync.migrate import ensure_database, migrate
+
+        created = ensure_database(url)
+        applied = migrate(url)
+        print(f"portal database {'created, ' if created else ''}{len(applied)} migration(s) applied")
+        return 0
+    if args.command == "summary":
+        from portal_sync.report import format_runs, last_runs
+
+        print(format_runs(last_runs(url, args.community, args.runs)) or "no runs yet")
+        return 0
+    if args.command == "run":
+        from portal_sync.pipeline import RunContext, SyncError, run_sync
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        community = load_config().get(args.community)
+        ctx = RunContext(community, f"cli__{uuid.uuid4().hex}", url, args.source_odbc, use_gx=not args.no_gx)
+        try:
+            run_sync(ctx)
+        except SyncError as exc:
+            print(f"portal-sync: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

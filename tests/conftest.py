@@ -1,0 +1,87 @@
+"""Shared fixtures: a throw-away portal database and simulated Caselle sources.
+
+Every test session gets its own PostgreSQL database (dropped at the end); every
+source a test asks for is created for that test and dropped after it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+PG_HOST = os.environ.get("CPS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("CPS_TEST_PG_PORT", "5432"))
+ADMIN_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+MARIADB_URL_BASE = os.environ.get("CPS_TEST_MARIADB", "mariadb://root@127.0.0.1:3306")
+
+
+def _create_db(name: str) -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def _drop_db(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def portal_url() -> Iterator[str]:
+    """A migrated portal database for this test session."""
+    from portal_sync.migrate import migrate
+
+    name = f"cps_test_portal_{uuid.uuid4().hex[:8]}"
+    url = _create_db(name)
+    migrate(url)
+    yield url
+    _drop_db(name)
+
+
+@pytest.fixture
+def portal(portal_url: str) -> Iterator[str]:
+    """The session portal database, emptied before the test."""
+    with psycopg.connect(portal_url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname IN ('portal', 'sync')"
+        ).fetchall()
+        conn.execute("TRUNCATE " + ", ".join(t[0] for t in tables) + " CASCADE")
+        for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'stage'").fetchall():
+            conn.execute(sql.SQL("DROP TABLE stage.{}").format(sql.Identifier(name)))
+    yield portal_url
+
+
+@pytest.fixture
+def make_source(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Factory: make_source(engine, preset="tiny", seed=1, **create_kwargs) -> caselle_sim.Simulator."""
+    from caselle_sim import SourceSpec, create_source
+
+    made = []
+
+    def factory(engine: str = "sqlite", preset: str = "tiny", seed: int = 1, **kwargs):
+        tag = uuid.uuid4().hex[:8]
+        if engine == "sqlite":
+            url = f"sqlite:///{tmp_path / f'caselle_{tag}.db'}"
+        elif engine == "postgresql":
+            url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/cps_test_src_{tag}"
+        elif engine == "mariadb":
+            url = f"{MARIADB_URL_BASE}/cps_test_src_{tag}"
+        else:
+            raise ValueError(engine)
+        spec = SourceSpec.from_url(url)
+        made.append(spec)
+        kwargs.setdefault("org_code", "SPRINGFLD")
+        kwargs.setdefault("org_name", "City of Springfield")
+        kwargs.setdefault("time_zone", "America/Denver")
+        kwargs.setdefault("customer_number_mask", "###-#####-##")
+        return create_source(spec, preset=preset, seed=seed, **kwargs)
+
+    yield factory
+    for spec in made:
+        spec.drop()
