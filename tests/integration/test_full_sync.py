@@ -6,6 +6,7 @@ import hashlib
 
 import psycopg
 import pytest
+
 from oracle import actual_portal, differences, expected_portal
 from portal_sync.config import Community
 from portal_sync.datasets import DATASET_NAMES
