@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule, get_parsing_context, task
+
 from portal_sync.config import Community, load_config
 
 DEFAULT_ARGS = {
@@ -26,6 +26,7 @@ DEFAULT_ARGS = {
 
 def _run_context(community: Community):
     from airflow.sdk import get_current_context
+
     from portal_sync.connections import portal_url, source_odbc
     from portal_sync.pipeline import RunContext
 

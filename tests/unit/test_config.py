@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 import yaml
+
 from portal_sync.config import load_config, parse_config
 from portal_sync.datasets import DATASET_NAMES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from portal_sync.datasets import DATASETS, ORGANIZATION
 from portal_sync.extract import select_sql
 from portal_sync.validate import rules_for
