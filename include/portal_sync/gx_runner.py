@@ -44,9 +44,11 @@ SAMPLE_SIZE = 20
 ROW_ID_COLUMN = "_row_id"
 
 _RULE_NAME_RE = re.compile(r"[a-z0-9_]+")
-# GX lower-cases an unquoted schema name and never quotes an unquoted table name, so only plain
-# lower-case identifiers mean the same thing to GX, to PostgreSQL and to the caller.
-_IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# GX lower-cases the schema name unless it is quoted, and then mangles the quotes, so the schema
+# must be lower case (SQLAlchemy quotes it when needed, e.g. a leading digit). GX never quotes an
+# unquoted table name, so the table is always passed quoted (a leading digit or capitals work).
+_SCHEMA_RE = re.compile(r"[a-z0-9_]{1,63}")
+_TABLE_RE = re.compile(r"[A-Za-z0-9_]{1,63}")
 _META_KEY = "portal_sync_rule"
 # Tags the extra row-count expectation; "#" cannot occur in a rule name, so no collision.
 _ROW_COUNT_TAG = "#row_count"
@@ -133,9 +135,10 @@ def _sqlalchemy_url(pg_url: str) -> str:
 
 def _validate_inputs(schema: str, table: str, rules: Sequence[GxRule]) -> None:
     """Reject bad names early: results are matched to rules by name."""
-    for what, identifier in (("schema", schema), ("table", table)):
-        if not _IDENTIFIER_RE.fullmatch(identifier):
-            raise ValueError(f"{what} must be a lower-case identifier [a-z_][a-z0-9_]*: {identifier!r}")
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise ValueError(f"schema must match [a-z0-9_]{{1,63}}: {schema!r}")
+    if not _TABLE_RE.fullmatch(table):
+        raise ValueError(f"table must match [A-Za-z0-9_]{{1,63}}: {table!r}")
     seen: set[str] = set()
     for rule in rules:
         if not _RULE_NAME_RE.fullmatch(rule.name):
@@ -163,12 +166,16 @@ def _exception_messages(exception_info: Any) -> list[str]:
     else:
         entries = list(exception_info.values())
     messages: list[str] = []
+    first_lines: set[str] = set()
     for entry in entries:
         if not isinstance(entry, Mapping):
             messages.append(f"unrecognised exception_info entry: {entry!r}")
         elif entry.get("raised_exception"):
             message = str(entry.get("exception_message") or "exception without a message")
-            if message not in messages:
+            # The row-count and the row-fetch metric of one rule fail alike; report that once.
+            first_line = message.partition("\n")[0]
+            if first_line not in first_lines:
+                first_lines.add(first_line)
                 messages.append(message)
     return messages
 
@@ -194,8 +201,8 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
     ``pg_url`` is a libpq URI (``postgresql://user@host:port/db``). The table needs a unique
     bigint ``_row_id`` column. Results come back in the order of ``rules``. Raises
     :class:`GxCheckError` if GX reports an exception for any rule (listing every broken rule),
-    and ``ValueError`` for malformed input (``schema`` and ``table`` must be plain lower-case
-    identifiers). Errors GX raises itself while setting up propagate unchanged: an unreachable
+    and ``ValueError`` for malformed input (``schema`` must match ``[a-z0-9_]{1,63}``, ``table``
+    ``[A-Za-z0-9_]{1,63}``). Errors GX raises itself while setting up propagate unchanged: an unreachable
     server or a missing table give GX's ``TestConnectionError`` (a ``ConnectionError``).
     """
     _validate_inputs(schema, table, rules)
@@ -209,16 +216,17 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
     # Progress bars would write to the task log's stderr for every metric batch.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
 
-    datasource = context.data_sources.add_postgres(
-        _DATASOURCE_NAME, connection_string=_sqlalchemy_url(pg_url), create_temp_table=False
-    )
+    datasource: Any = None
     try:
+        datasource = context.data_sources.add_postgres(
+            _DATASOURCE_NAME, connection_string=_sqlalchemy_url(pg_url), create_temp_table=False
+        )
         with warnings.catch_warnings():
             # Deprecated since GX 1.14 in favour of a schema in the data source's connection
             # configuration, which the PostgreSQL data source of 1.24 does not offer (only a
             # search_path in the URL, which would also change how the rules' SQL resolves names).
             warnings.filterwarnings("ignore", message="`schema_name` is deprecated", category=DeprecationWarning)
-            asset = datasource.add_table_asset(_ASSET_NAME, table_name=table, schema_name=schema)
+            asset = datasource.add_table_asset(_ASSET_NAME, table_name=f'"{table}"', schema_name=schema)
         batch_definition = asset.add_batch_definition_whole_table(_BATCH_DEFINITION_NAME)
 
         suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
@@ -241,7 +249,8 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
         )
         suite_result = validation.run(result_format="COMPLETE")
     finally:
-        _dispose_engines(datasource)
+        if datasource is not None:
+            _dispose_engines(datasource)
 
     raw_by_tag: dict[str, dict] = {}
     for result in suite_result.results:
@@ -252,13 +261,13 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
 
     broken: list[str] = []
     for tag in [_ROW_COUNT_TAG, *(rule.name for rule in rules)]:
-        label = "row count" if tag == _ROW_COUNT_TAG else repr(tag)
+        label = "the row count" if tag == _ROW_COUNT_TAG else f"rule {tag!r}"
         raw = raw_by_tag.get(tag)
         if raw is None:
-            broken.append(f"rule {label}: GX returned no result")
+            broken.append(f"{label}: GX returned no result")
             continue
         for message in _exception_messages(raw.get("exception_info")):
-            broken.append(f"rule {label}: {message}")
+            broken.append(f"{label}: {message}")
     if broken:
         raise GxCheckError(f"GX check(s) on {schema}.{table} (suite {suite_name!r}) raised:\n" + "\n".join(broken))
 
