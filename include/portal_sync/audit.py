@@ -15,7 +15,8 @@ from psycopg.rows import dict_row
 AUDIT_COLUMNS = (
     "phase", "rows_extracted", "rows_refused", "rows_warned", "rows_inserted", "rows_updated",
     "rows_unchanged", "rows_deleted", "rows_restored", "rows_archived", "extract_seconds",
-    "validate_seconds", "publish_seconds", "staging_tables", "error",
+    "validate_seconds", "publish_seconds", "staging_tables", "error", "mode", "window_start", "window_end",
+    "mark_before", "mark_after", "extract_started_at", "rows_superseded",
 )
 
 
@@ -70,10 +71,15 @@ def summary_line(community: str, dataset: str, row: dict) -> str:
         value = row.get(key)
         return "-" if value is None else str(value)
 
+    window = ""
+    if row.get("mode") == "window":
+        window = f" window=[{row.get('window_start')}, {row.get('window_end')})"
     return (
-        f"{community} {dataset}: phase={row.get('phase')} extracted={n('rows_extracted')}"
+        f"{community} {dataset}: phase={row.get('phase')} mode={row.get('mode')}{window}"
+        f" extracted={n('rows_extracted')}"
         f" inserted={n('rows_inserted')} updated={n('rows_updated')} unchanged={n('rows_unchanged')}"
         f" deleted={n('rows_deleted')} restored={n('rows_restored')} archived={n('rows_archived')}"
-        f" refused={n('rows_refused')}"
+        f" superseded={n('rows_superseded')} refused={n('rows_refused')}"
+        f" mark {row.get('mark_before')} -> {row.get('mark_after')}"
         + (f" error={row['error']}" if row.get("error") else "")
     )

@@ -44,6 +44,14 @@ class Community(BaseModel):
     visible_statuses: tuple[str, ...] = ("active", "final")
     pool: AirflowId = "default_pool"
     source_org_code: Annotated[str, Field(min_length=1, max_length=10)] | None = None
+    # Incremental sync (docs/adr/0004): how far each window reaches back behind the mark,
+    # when a full reconciliation runs (cron in the community's local time), how far back
+    # it compares row contents, and the share of live rows a run may delete or archive.
+    look_back_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 30
+    reconcile_schedule: str | None = "0 2 * * *"
+    reconcile_days: Annotated[int, Field(ge=1, le=36_500)] = 400
+    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.10
+    mass_delete_min_rows: Annotated[int, Field(ge=0)] = 25
 
     @field_validator("time_zone")
     @classmethod
@@ -69,9 +77,11 @@ class Community(BaseModel):
         # Keep the declared publish order whatever order the file uses.
         return tuple(name for name in DATASET_NAMES if name in value)
 
-    @field_validator("schedule")
+    @field_validator("schedule", "reconcile_schedule")
     @classmethod
-    def _valid_cron(cls, value: str) -> str:
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not croniter.is_valid(value) or len(value.split()) != 5:
             raise ValueError(f"not a 5-field cron expression: {value!r}")
         return value

@@ -99,6 +99,19 @@ class Dataset:
     codes: tuple[CodeSet, ...] = ()
     delete_mode: Literal["soft", "archive_or_soft"] = "soft"
     depends_on: tuple[str, ...] = field(default=())
+    # Incremental reading (docs/adr/0004). No signal: a full snapshot every run, compared
+    # by content. With signals: rows whose signal column falls in the run's window.
+    signals: tuple[str, ...] = ()
+    # Portal column that orders versions of a row: an older one never replaces a newer one.
+    version_column: str | None = None
+    # Reconciliation: keys of every source row (finds deletes) and, for content, the rows
+    # whose date column is within the configured range (None: all rows).
+    reconcile_keys: Extract | None = None
+    reconcile_date_column: str | None = None
+
+    @property
+    def incremental(self) -> bool:
+        return bool(self.signals)
 
     @property
     def extracts(self) -> tuple[Extract, ...]:
@@ -167,6 +180,14 @@ TRANSACTIONS = Extract(
     key=("TransactionID",),
     where="{q}TransactionType{q} <> 'PMT'",
 )
+TRANSACTION_KEYS = Extract(
+    "transaction_keys", "UB_Transaction", _cols("TransactionID:bigint"), key=("TransactionID",),
+    where="{q}TransactionType{q} <> 'PMT'",
+)
+RECEIPT_KEYS = Extract(
+    "receipt_keys", "CR_Receipt", _cols("ReceiptID:bigint"), key=("ReceiptID",), where="{q}CustomerID{q} IS NOT NULL",
+)
+BALANCE_KEYS = Extract("balance_keys", "UB_Balance", _cols("CustomerID:int"), key=("CustomerID",))
 PERIOD_CLOSES = Extract(
     "period_closes",
     "UB_PeriodClose",
@@ -354,6 +375,9 @@ CHARGES = Dataset(
         CodeSet("ServiceCode", SERVICE_CODES),
     ),
     delete_mode="archive_or_soft",
+    signals=("InputDate",),
+    reconcile_keys=TRANSACTION_KEYS,
+    reconcile_date_column="TransactionDate",
 )
 
 PAYMENTS = Dataset(
@@ -379,6 +403,10 @@ PAYMENTS = Dataset(
                   "the receipt's CustomerID names no UB_Customer row"),
     ),
     codes=(CodeSet("Status", tuple(RECEIPT_STATUS)), CodeSet("PaymentMethod", PAYMENT_METHODS)),
+    signals=("InputDate", "StatusDate"),
+    version_column="status_changed_at",
+    reconcile_keys=RECEIPT_KEYS,
+    reconcile_date_column="ReceiptDate",
 )
 
 _PAST_DUE = ('s."Balance30"', 's."Balance60"', 's."Balance90"', 's."Balance120"')
@@ -417,6 +445,9 @@ BALANCES_DS = Dataset(
                   "the balance's CustomerID names no UB_Customer row"),
     ),
     codes=(CodeSet("Delinquent", ("Y", "N")),),
+    signals=("AsOf",),
+    version_column="as_of",
+    reconcile_keys=BALANCE_KEYS,
 )
 
 ASSESSMENTS_DS = Dataset(

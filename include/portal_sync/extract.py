@@ -58,12 +58,18 @@ def quote_ident(name: str, quote: str) -> str:
     return f"{quote}{name}{quote}"
 
 
-def select_sql(extract: Extract, quote: str) -> str:
-    """ANSI SELECT that runs unchanged on SQL Server, SQLite, PostgreSQL and MariaDB."""
+def select_sql(extract: Extract, quote: str, where: str | None = None) -> str:
+    """ANSI SELECT that runs unchanged on SQL Server, SQLite, PostgreSQL and MariaDB.
+
+    ``where`` is an extra condition built from declared identifiers with ``?`` markers.
+    """
     cols = ", ".join(quote_ident(c.name, quote) for c in extract.columns)
     sql = f"SELECT {cols} FROM {quote_ident(extract.table, quote)}"
-    if extract.where:
-        sql += " WHERE " + extract.where.format(q=quote)
+    conditions = [f"({extract.where.format(q=quote)})"] if extract.where else []
+    if where:
+        conditions.append(f"({where})")
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
     return sql
 
 
@@ -80,6 +86,8 @@ def read_batches(
     *,
     batch_rows: int = BATCH_ROWS,
     stats: ExtractStats | None = None,
+    where: str | None = None,
+    parameters: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the extract as Arrow batches with a ``_row_id`` column numbering the rows from 1.
 
@@ -91,8 +99,9 @@ def read_batches(
     schema = arrow_schema(extract)
     max_text = max((c.length or 0) for c in extract.columns) or None
     reader = read_arrow_batches_from_odbc(
-        query=select_sql(extract, quote),
+        query=select_sql(extract, quote, where),
         connection_string=connection_string,
+        parameters=parameters,
         batch_size=batch_rows,
         max_text_size=max(4000, max_text or 0),
         map_schema=lambda _driver_schema: schema,

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 import pyodbc
+from psycopg.types.json import Jsonb
 
 from portal_sync import audit, stage
 from portal_sync.config import Community
-from portal_sync.datasets import DATASETS, ORGANIZATION
+from portal_sync.datasets import DATASETS, ORGANIZATION, Dataset
 from portal_sync.extract import ExtractStats, arrow_schema, identifier_quote, read_batches, select_sql
-from portal_sync.publish import PublishInput, publish
+from portal_sync.params import RunRequest
+from portal_sync.publish import DeleteGuard, PublishInput, publish
 from portal_sync.validate import validate_staged
+from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, source_timestamp_text
 
 log = logging.getLogger("portal_sync")
 
@@ -36,6 +40,9 @@ class RunContext:
     portal_url: str
     source_odbc: str
     use_gx: bool = True
+    interval_start: datetime | None = None  # the Airflow data interval, when the run has one
+    interval_end: datetime | None = None
+    request: RunRequest = field(default_factory=RunRequest)
 
     @property
     def run_key(self) -> str:
@@ -81,15 +88,64 @@ def prepare(ctx: RunContext) -> dict:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise SyncError(f"{community.code}: time zone {zone!r} (SM_Organization.TimeZone) is unknown") from exc
     name = community.name or org.org_name
+    datasets = run_datasets(ctx)
+    now = datetime.now(UTC)
     with ctx.portal() as conn:
-        audit.start_run(conn, ctx.run_key, community.code, ctx.run_id, community.datasets)
+        audit.start_run(conn, ctx.run_key, community.code, ctx.run_id, datasets)
         conn.execute(
             "UPDATE sync.runs SET source_org_name = %s, time_zone = %s WHERE run_key = %s",
             (name, zone, ctx.run_key),
         )
-    log.info("%s: run %s prepared (time zone %s, data sets %s)", community.code, ctx.run_key, zone,
-             ", ".join(community.datasets))
+        marks = dict(conn.execute(
+            "SELECT dataset, mark FROM sync.watermarks WHERE community_code = %s", (community.code,)
+        ).fetchall())
+        plans = {}
+        for ds_name in datasets:
+            plan = plan_dataset(ctx, DATASETS[ds_name], marks.get(ds_name), ZoneInfo(zone), now)
+            plans[ds_name] = plan
+            audit.update_dataset(conn, ctx.run_key, ds_name, mode=plan["mode"], window_start=plan["window_start"],
+                                 window_end=plan["window_end"], mark_before=marks.get(ds_name))
+    log.info("%s: run %s prepared (time zone %s): %s", community.code, ctx.run_key, zone,
+             "; ".join(f"{k} {_describe_plan(v)}" for k, v in plans.items()))
     return {"run_key": ctx.run_key, "time_zone": zone, "name": name}
+
+
+def run_datasets(ctx: RunContext) -> tuple[str, ...]:
+    """The data sets this run syncs: the community's, narrowed by a trigger parameter."""
+    wanted = ctx.request.datasets
+    if wanted is None:
+        return ctx.community.datasets
+    not_enabled = [n for n in wanted if n not in ctx.community.datasets]
+    if not_enabled:
+        raise SyncError(f"{ctx.community.code}: data set(s) {not_enabled} are not enabled for this community")
+    return tuple(n for n in ctx.community.datasets if n in wanted)
+
+
+def plan_dataset(ctx: RunContext, ds: Dataset, mark: datetime | None, zone: ZoneInfo, now: datetime) -> dict:
+    """How this run reads a data set: full snapshot, a window, or a reconciliation."""
+    request = ctx.request
+    if not ds.incremental:
+        return {"mode": "full", "window_start": None, "window_end": None}
+    if request.window_start is not None:
+        return {"mode": "window", "window_start": request.window_start, "window_end": request.window_end}
+    window = plan_window(mark=mark, interval_start=ctx.interval_start, interval_end=ctx.interval_end, now=now,
+                         look_back=timedelta(minutes=ctx.community.look_back_minutes))
+    if window is None:
+        return {"mode": "full", "window_start": None, "window_end": None}
+    due = reconcile_due(ctx.community.reconcile_schedule, zone, window.start, window.end)
+    if request.reconcile or due:
+        since = None if request.reconcile_all_history else now - timedelta(days=ctx.community.reconcile_days)
+        return {"mode": "reconcile", "window_start": since, "window_end": window.end}
+    return {"mode": "window", "window_start": window.start, "window_end": window.end}
+
+
+def _describe_plan(plan: dict) -> str:
+    if plan["mode"] == "window":
+        return f"window {plan['window_start']:%Y-%m-%d %H:%M:%S%z} .. {plan['window_end']:%Y-%m-%d %H:%M:%S%z}"
+    if plan["mode"] == "reconcile":
+        since = plan["window_start"]
+        return "reconcile " + (f"contents since {since:%Y-%m-%d}" if since else "all history")
+    return "full"
 
 
 def extract_dataset(ctx: RunContext, name: str) -> int:
@@ -99,30 +155,83 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
     started = time.monotonic()
     with ctx.portal() as conn:
         try:
+            row = audit.dataset_rows(conn, ctx.run_key)[name]
+            zone = ZoneInfo(conn.execute("SELECT time_zone FROM sync.runs WHERE run_key = %s",
+                                         (ctx.run_key,)).fetchone()[0])
+            quarantined = [k for (k,) in conn.execute(
+                "SELECT DISTINCT row_key FROM sync.quarantine WHERE community_code = %s AND dataset = %s",
+                (community, name),
+            ).fetchall()]
+            read_at = datetime.now(UTC)
             quote = identifier_quote(ctx.source_odbc)
             tables: dict[str, str] = {}
             primary_rows = 0
-            for extract in ds.extracts:
+            extracts = list(ds.extracts)
+            if row["mode"] == "reconcile" and ds.reconcile_keys is not None:
+                extracts.append(ds.reconcile_keys)
+            for extract in extracts:
                 table = stage.stage_table_name(ctx.run_key, name, extract)
                 stage.create_table(conn, table, extract)
                 tables[extract.name] = table
                 stats = ExtractStats()
-                batches = read_batches(ctx.source_odbc, extract, quote, stats=stats)
-                stage.load_batches(ctx.portal_url, table, _with_row_id(arrow_schema(extract)), batches)
+                reads = primary_reads(ds, row, zone, quarantined, quote) if extract is ds.primary else [(None, None)]
+
+                def batches(extract=extract, reads=reads, stats=stats):
+                    for where, params in reads:
+                        yield from read_batches(ctx.source_odbc, extract, quote, stats=stats, where=where,
+                                                parameters=params)
+
+                stage.load_batches(ctx.portal_url, table, _with_row_id(arrow_schema(extract)), batches())
                 stage.finish_table(conn, table, extract)
                 if extract is ds.primary:
                     primary_rows = stats.rows
             audit.update_dataset(
                 conn, ctx.run_key, name, phase="staged", rows_extracted=primary_rows,
-                staging_tables=[f"{k}={v}" for k, v in tables.items()],
+                staging_tables=[f"{k}={v}" for k, v in tables.items()], extract_started_at=read_at,
                 extract_seconds=round(time.monotonic() - started, 3), error=None,
             )
         except Exception as exc:
             message = f"{community} {name}: extract failed: {type(exc).__name__}: {exc}"
             audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=message[:2000])
             raise SyncError(message) from exc
-    log.info("%s %s: staged %d rows in %.1fs", community, name, primary_rows, time.monotonic() - started)
+    log.info("%s %s: staged %d rows (%s) in %.1fs", community, name, primary_rows, row["mode"],
+             time.monotonic() - started)
     return primary_rows
+
+
+QUARANTINE_CHUNK = 200
+
+
+def primary_reads(ds: Dataset, row: dict, zone: ZoneInfo, quarantined: list[str],
+                  quote: str) -> list[tuple[str | None, list[str] | None]]:
+    """The (ANSI WHERE, parameters) reads that make up the primary extract in this run's mode.
+
+    Quarantined keys outside the read are fetched again so that a refused row is retried
+    on every run, and excluded from the key read to avoid staging a row twice.
+    """
+    mode = row["mode"]
+    q = lambda name: f"{quote}{name}{quote}"  # noqa: E731
+    if mode == "full" or (mode == "reconcile" and row["window_start"] is None):
+        return [(None, None)]
+    if mode == "window":
+        naive_start, naive_end = local_bounds(Window(row["window_start"], row["window_end"]), zone)
+        bounds = [source_timestamp_text(naive_start), source_timestamp_text(naive_end, round_up=True)]
+        where = " OR ".join(f"({q(c)} >= ? AND {q(c)} < ?)" for c in ds.signals)
+        params = bounds * len(ds.signals)
+    else:  # reconcile: contents over the configured range (keys of all rows come from reconcile_keys)
+        column = ds.reconcile_date_column
+        if column is None:
+            return [(None, None)]
+        since = row["window_start"].astimezone(zone).date().isoformat()
+        where, params = f"{q(column)} >= ?", [since]
+    reads: list[tuple[str | None, list[str] | None]] = [(f"({where})", params)]
+    key = q(ds.primary.key[0])
+    numeric = [k for k in quarantined if k.lstrip("-").isdigit()]
+    for i in range(0, len(numeric), QUARANTINE_CHUNK):
+        chunk = numeric[i:i + QUARANTINE_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        reads.append((f"{key} IN ({marks}) AND NOT ({where})", [*chunk, *params]))
+    return reads
 
 
 def _with_row_id(schema):
@@ -166,6 +275,7 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
             message = f"{community} {name}: validation could not run: {type(exc).__name__}: {exc}"
             audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=message[:2000])
             raise SyncError(message) from exc
+        record_results(conn, ctx.run_key, community, name, outcomes, row["rows_extracted"])
         for outcome in outcomes:
             if outcome.failing_rows:
                 examples = conn.execute(
@@ -179,43 +289,88 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
     return {o.rule: o.failing_rows for o in outcomes}
 
 
+def record_results(conn: psycopg.Connection, run_key: str, community: str, dataset: str,
+                   outcomes: list, element_count: int | None) -> None:
+    """Every check's result, pass or fail, for the report and dashboards (sync.dq_results)."""
+    conn.execute("DELETE FROM sync.dq_results WHERE run_key = %s AND dataset = %s", (run_key, dataset))
+    for outcome in outcomes:
+        examples = conn.execute(
+            "SELECT row_key, reason FROM sync.run_findings WHERE run_key = %s AND dataset = %s AND rule = %s"
+            " ORDER BY row_id LIMIT 5",
+            (run_key, dataset, outcome.rule),
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO sync.dq_results (run_key, community_code, dataset, rule, description, kind, severity,"
+            " success, failing_rows, element_count, observed) VALUES (%s, %s, %s, %s, %s, 'row', %s, %s, %s, %s, %s)",
+            (run_key, community, dataset, outcome.rule, outcome.description, outcome.severity,
+             outcome.failing_rows == 0, outcome.failing_rows, element_count,
+             Jsonb({"examples": [{"key": k, "reason": r} for k, r in examples]})),
+        )
+
+
 def publish_run(ctx: RunContext) -> dict[str, dict]:
     """Publish every validated data set of the run in one transaction; fail if any data set did not make it."""
     community = ctx.community
     with ctx.portal() as conn:
         run = conn.execute(
-            "SELECT source_org_name, time_zone FROM sync.runs WHERE run_key = %s", (ctx.run_key,)
+            "SELECT source_org_name, time_zone, datasets FROM sync.runs WHERE run_key = %s", (ctx.run_key,)
         ).fetchone()
         if run is None:
             raise SyncError(f"{community.code}: run {ctx.run_key} was never prepared")
-        org_name, zone = run
+        org_name, zone, datasets = run
         rows = audit.dataset_rows(conn, ctx.run_key)
-        ready = [name for name in community.datasets if rows[name]["phase"] in ("validated", "published")]
-        missing = [name for name in community.datasets if name not in ready]
-        inputs = [PublishInput(DATASETS[name], _staged_tables(rows[name])) for name in ready]
-        results = {}
+        ready = [name for name in datasets if rows[name]["phase"] in ("validated", "published")]
+        missing = [name for name in datasets if name not in ready]
+        if ctx.request.dry_run:
+            for name in ready:
+                log.info("%s %s: dry run, validated and not published", community.code, name)
+            audit.finish_run(conn, ctx.run_key, "dry_run")
+            return {name: rows[name] for name in datasets}
+        inputs = [
+            PublishInput(DATASETS[name], _staged_tables(rows[name]), mode=rows[name]["mode"] or "full",
+                         read_at=rows[name]["extract_started_at"], new_mark=_new_mark(rows[name]))
+            for name in ready
+        ]
+        refused: dict[str, str] = {}
         if inputs:
-            counts = publish(
+            guard = DeleteGuard(community.max_delete_share, community.mass_delete_min_rows,
+                                ctx.request.allow_mass_delete)
+            outcome = publish(
                 conn, community=community.code, community_name=org_name, time_zone=zone, run_key=ctx.run_key,
-                inputs=inputs, enabled=community.datasets, visible_statuses=community.visible_statuses,
+                inputs=inputs, enabled=community.datasets, visible_statuses=community.visible_statuses, guard=guard,
             )
-            for name, c in counts.items():
+            for name, c in outcome.counts.items():
                 audit.update_dataset(
                     conn, ctx.run_key, name, phase="published", rows_inserted=c.inserted, rows_updated=c.updated,
                     rows_unchanged=c.unchanged, rows_deleted=c.deleted, rows_restored=c.restored,
-                    rows_archived=c.archived, publish_seconds=c.seconds,
+                    rows_archived=c.archived, rows_superseded=c.superseded, publish_seconds=c.seconds,
+                    mark_after=c.mark_after,
                 )
+            for name, why in outcome.refused.items():
+                audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=why[:2000])
+            refused = outcome.refused
         final = audit.dataset_rows(conn, ctx.run_key)
-        for name in community.datasets:
+        results = {}
+        for name in datasets:
             log.info(audit.summary_line(community.code, name, final[name]))
             results[name] = final[name]
-        if missing:
-            errors = "; ".join(f"{name}: {final[name]['error'] or final[name]['phase']}" for name in missing)
-            outcome = "partly_published" if inputs else "nothing_published"
-            audit.finish_run(conn, ctx.run_key, outcome, errors[:4000])
+        failed = missing + list(refused)
+        if failed:
+            errors = "; ".join(f"{name}: {final[name]['error'] or final[name]['phase']}" for name in failed)
+            outcome_name = "partly_published" if len(failed) < len(datasets) else "nothing_published"
+            audit.finish_run(conn, ctx.run_key, outcome_name, errors[:4000])
             raise SyncError(f"{community.code}: not published: {errors}")
         audit.finish_run(conn, ctx.run_key, "published")
     return results
+
+
+def _new_mark(row: dict) -> datetime | None:
+    """Where the mark may move after this publish: the window end, or the read start of a full read."""
+    if not DATASETS[row["dataset"]].incremental:
+        return None
+    if row["mode"] == "window":
+        return row["window_end"]
+    return row["extract_started_at"]
 
 
 def cleanup(ctx: RunContext) -> list[str]:
@@ -235,7 +390,7 @@ def run_sync(ctx: RunContext) -> dict[str, dict]:
     """Every step in this process (CLI, tests); a failing data set does not stop the others."""
     prepare(ctx)
     try:
-        for name in ctx.community.datasets:
+        for name in run_datasets(ctx):
             try:
                 extract_dataset(ctx, name)
                 validate_dataset(ctx, name)

@@ -2,29 +2,38 @@
 
 Residents see the previous sync or the new one, never a mix: the portal tables are
 only written here, inside a single transaction that also takes a per-community
-advisory lock (two runs of a community cannot interleave their publishes).
+advisory lock (two runs of a community cannot interleave their publishes) and
+advances the high-water marks (docs/adr/0001, 0004).
 
 Per data set the merge is set-based SQL: project the accepted staged rows into a
 temporary table, upsert with an ``IS DISTINCT FROM`` guard so unchanged rows are not
-rewritten, then soft-delete the rows whose key is absent from the staged snapshot.
-Absence is judged against every staged key, refused rows included, so a row that
-fails validation keeps its previous portal version instead of being deleted.
+rewritten and with version guards so an older read never replaces a newer one, then
+(full snapshots and reconciliations only) tombstone the rows whose key is absent
+from the source. Absence is judged against every staged key, refused rows included,
+so a refused row keeps its previous portal version (docs/adr/0002).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import psycopg
 
 from portal_sync.datasets import DATASETS, Dataset
 from portal_sync.stage import STAGE_SCHEMA
 
+MODES = ("full", "window", "reconcile")
+
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+class MassDeleteRefused(RuntimeError):
+    """A data set would lose more live rows than the guard allows; it is not published."""
 
 
 @dataclass
@@ -32,11 +41,12 @@ class PublishCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    superseded: int = 0
     deleted: int = 0
     restored: int = 0
     archived: int = 0
     seconds: float = 0.0
-    extra: dict[str, int] = field(default_factory=dict)
+    mark_after: datetime | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +58,26 @@ class PublishInput:
 
     dataset: Dataset
     tables: Mapping[str, str]  # extract name -> staging table name
+    mode: str = "full"  # full | window | reconcile
+    read_at: datetime | None = None  # when the source read began (row version)
+    new_mark: datetime | None = None  # high-water mark this publish may advance to
+
+
+@dataclass(frozen=True)
+class DeleteGuard:
+    max_share: float = 0.10
+    min_rows: int = 25
+    allowed: tuple[str, ...] = ()
+
+    def check(self, dataset: str, community: str, doomed: int, live: int) -> None:
+        if dataset in self.allowed or doomed <= max(self.min_rows, self.max_share * live):
+            return
+        raise MassDeleteRefused(
+            f"{community} {dataset}: would delete or archive {doomed} of {live} live rows "
+            f"(more than {self.max_share:.0%}); not published. If the source really lost them, allow it once: "
+            f"trigger the DAG with conf {{\"allow_mass_delete\": [\"{dataset}\"]}} "
+            f"(airflow dags trigger <dag_id> --conf '{{\"allow_mass_delete\": [\"{dataset}\"]}}')"
+        )
 
 
 def _render(text: str, tables: Mapping[str, str]) -> str:
@@ -76,37 +106,49 @@ def _resident_scope(enabled: Sequence[str]) -> str:
     return "(" + (" OR ".join(parts) or "false") + ")"
 
 
-def _projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None) -> str:
-    cols = ", ".join(f"{expr} AS {_q(col)}" for col, expr in ds.projection.items())
+def _projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, mode: str) -> str:
+    exprs = dict(ds.projection)
+    if ds.name == "charges" and mode != "full":
+        # A window holds only part of the ledger: a line stays voided once a VOID named it.
+        exprs["voided"] = (
+            f"({exprs['voided']} OR EXISTS (SELECT 1 FROM portal.charges p WHERE p.community_code = %(community)s"
+            ' AND p.charge_id = s."TransactionID" AND p.voided))'
+        )
+    cols = ", ".join(f"{expr} AS {_q(col)}" for col, expr in exprs.items())
     refused = (
         "NOT EXISTS (SELECT 1 FROM sync.run_findings f WHERE f.run_key = %(run_key)s"
         " AND f.dataset = %(dataset)s AND f.severity = 'refuse' AND f.row_id = s._row_id)"
     )
     where = refused + (f" AND {scope}" if scope else "")
     return _render(
-        f"SELECT %(community)s::text AS community_code, {cols} FROM {ds.from_clause} WHERE {where}", tables
+        f"SELECT %(community)s::text AS community_code, {cols}, %(read_at)s::timestamptz AS source_read_at"
+        f" FROM {ds.from_clause} WHERE {where}",
+        tables,
     )
 
 
 def merge_dataset(
     conn: psycopg.Connection,
-    ds: Dataset,
-    tables: Mapping[str, str],
+    item: PublishInput,
     *,
     community: str,
     run_key: str,
     params: Mapping[str, object],
     enabled: Sequence[str],
+    guard: DeleteGuard,
 ) -> PublishCounts:
+    ds, tables, mode = item.dataset, item.tables, item.mode
+    if mode not in MODES:
+        raise ValueError(f"unknown publish mode {mode!r}")
     started = time.monotonic()
     counts = PublishCounts()
     target = f"portal.{_q(ds.portal_table)}"
     temp = _q(f"_publish_{ds.name}")
-    args = {**params, "community": community, "run_key": run_key, "dataset": ds.name}
+    args = {**params, "community": community, "run_key": run_key, "dataset": ds.name, "read_at": item.read_at}
     scope = _resident_scope(enabled) if ds.name == "residents" else None
 
     conn.execute(f"DROP TABLE IF EXISTS {temp}")
-    conn.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS {_projection_sql(ds, tables, scope)}", args)
+    conn.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS {_projection_sql(ds, tables, scope, mode)}", args)
     conn.execute(f"ANALYZE {temp}")
 
     key_cols = ("community_code", *ds.key)
@@ -114,56 +156,146 @@ def merge_dataset(
     value_cols = [c for c in ds.projection if c not in ds.key]
     tombstones = ["deleted_at"] + (["archived_at"] if ds.delete_mode == "archive_or_soft" else [])
     was_gone = " OR ".join(f"t.{c} IS NOT NULL" for c in tombstones)
-
-    counts.restored = conn.execute(
-        f"SELECT count(*) FROM {temp} p JOIN {target} t USING ({key_list}) WHERE {was_gone}"
-    ).fetchone()[0]
-
-    all_cols = ", ".join(_q(c) for c in ds.portal_columns)
-    sets = ", ".join([f"{_q(c)} = EXCLUDED.{_q(c)}" for c in value_cols] + [f"{c} = NULL" for c in tombstones])
     old = ", ".join(f"t.{_q(c)}" for c in value_cols)
+
+    # Never backwards: not an older read over a newer one, not an older version over a newer one.
+    newer = ["(t.source_read_at IS NULL OR {new}.source_read_at >= t.source_read_at)"]
+    if ds.version_column:
+        newer.append(f"{{new}}.{_q(ds.version_column)} >= t.{_q(ds.version_column)}")
+    newer_sql = " AND ".join(newer)
+    changed_p = f"(({old}) IS DISTINCT FROM ({', '.join(f'p.{_q(c)}' for c in value_cols)}) OR {was_gone})"
+
+    counts.restored, counts.superseded = conn.execute(
+        f"SELECT count(*) FILTER (WHERE ({was_gone}) AND {newer_sql.format(new='p')}),"
+        f" count(*) FILTER (WHERE {changed_p} AND NOT ({newer_sql.format(new='p')}))"
+        f" FROM {temp} p JOIN {target} t USING ({key_list})"
+    ).fetchone()
+
+    all_cols = ", ".join(_q(c) for c in (*ds.portal_columns, "source_read_at"))
+    sets = ", ".join(
+        [f"{_q(c)} = EXCLUDED.{_q(c)}" for c in (*value_cols, "source_read_at")] + [f"{c} = NULL" for c in tombstones]
+    )
     new = ", ".join(f"EXCLUDED.{_q(c)}" for c in value_cols)
     inserted, updated, total = conn.execute(
         f"WITH up AS (INSERT INTO {target} AS t ({all_cols}) SELECT {all_cols} FROM {temp}"
         f" ON CONFLICT ({key_list}) DO UPDATE SET {sets}"
-        f" WHERE ({old}) IS DISTINCT FROM ({new}) OR {was_gone}"
+        f" WHERE (({old}) IS DISTINCT FROM ({new}) OR {was_gone}) AND {newer_sql.format(new='EXCLUDED')}"
         " RETURNING (xmax = 0) AS is_new)"
         f" SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new), (SELECT count(*) FROM {temp})"
         " FROM up"
     ).fetchone()
     counts.inserted, counts.updated = inserted, updated
-    counts.unchanged = total - inserted - updated
+    counts.unchanged = total - inserted - updated - counts.superseded
 
-    # Absent from the snapshot: judged against ALL staged keys (refused rows keep their old version).
-    primary = _render("{" + ds.primary.name + "}", tables)
-    join = " AND ".join(
-        f"s.{_q(src)} = t.{_q(dst)}" for src, dst in zip(ds.primary.key, ds.key, strict=True)
-    )
-    gone = f"NOT EXISTS (SELECT 1 FROM {primary} s WHERE {join})"
+    if ds.name == "charges" and mode != "full":
+        # A VOID read now may name a line published long ago, outside this window.
+        conn.execute(
+            _render(
+                "UPDATE portal.charges t SET voided = true WHERE t.community_code = %(community)s AND NOT t.voided"
+                ' AND t.charge_id IN (SELECT s."VoidsTransactionID" FROM {transactions} s'
+                " WHERE s.\"TransactionType\" = 'VOID' AND NOT EXISTS (SELECT 1 FROM sync.run_findings f"
+                " WHERE f.run_key = %(run_key)s AND f.dataset = %(dataset)s AND f.severity = 'refuse'"
+                " AND f.row_id = s._row_id))",
+                tables,
+            ),
+            args,
+        )
+
+    if mode != "window":
+        _tombstone(conn, item, target, tombstones, scope, args, counts, guard, community)
+
+    counts.seconds = round(time.monotonic() - started, 3)
+    return counts
+
+
+def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], scope: str | None, args: dict,
+               counts: PublishCounts, guard: DeleteGuard, community: str) -> None:
+    """Mark rows whose key the source no longer has (deleted, or archived by a period close)."""
+    ds, tables = item.dataset, item.tables
+    keys_extract = ds.primary if item.mode == "full" or ds.reconcile_keys is None else ds.reconcile_keys
+    source_keys = _render("{" + keys_extract.name + "}", tables)
+    join = " AND ".join(f"s.{_q(src)} = t.{_q(dst)}" for src, dst in zip(keys_extract.key, ds.key, strict=True))
+    gone = f"NOT EXISTS (SELECT 1 FROM {source_keys} s WHERE {join})"
     if scope:
         gone = f"({gone} OR NOT EXISTS (SELECT 1 FROM (SELECT t.resident_id AS \"ContactID\") s WHERE {scope}))"
     live = f"t.community_code = %(community)s AND {' AND '.join(f't.{c} IS NULL' for c in tombstones)}"
+    doomed, live_rows = conn.execute(
+        f"SELECT count(*) FILTER (WHERE {gone}), count(*) FROM {target} t WHERE {live}", args
+    ).fetchone()
+    guard.check(ds.name, community, doomed, live_rows)
+    if not doomed:
+        return
     hide = ", portal_visible = false" if "portal_visible" in ds.projection else ""
-
+    stamp = "source_read_at = %(read_at)s"
     if ds.delete_mode == "archive_or_soft":
-        closes = _render("{period_closes}", tables)
-        purge = f'(SELECT max("PurgeBefore") FROM {closes})'
+        purge = f'(SELECT max("PurgeBefore") FROM {_render("{period_closes}", tables)})'
         counts.archived = conn.execute(
-            f"UPDATE {target} t SET archived_at = now() WHERE {live} AND {gone}"
+            f"UPDATE {target} t SET archived_at = now(), {stamp} WHERE {live} AND {gone}"
             f" AND t.transaction_date < {purge}",
             args,
         ).rowcount
         counts.deleted = conn.execute(
-            f"UPDATE {target} t SET deleted_at = now(){hide} WHERE {live} AND {gone}"
+            f"UPDATE {target} t SET deleted_at = now(), {stamp}{hide} WHERE {live} AND {gone}"
             f" AND NOT coalesce(t.transaction_date < {purge}, false)",
             args,
         ).rowcount
     else:
         counts.deleted = conn.execute(
-            f"UPDATE {target} t SET deleted_at = now(){hide} WHERE {live} AND {gone}", args
+            f"UPDATE {target} t SET deleted_at = now(), {stamp}{hide} WHERE {live} AND {gone}", args
         ).rowcount
-    counts.seconds = round(time.monotonic() - started, 3)
-    return counts
+
+
+def _maintain_quarantine(conn: psycopg.Connection, item: PublishInput, community: str, run_key: str) -> None:
+    """Refused rows stay in quarantine (re-read every run) until a run accepts them or they are gone."""
+    ds, tables = item.dataset, item.tables
+    args = {"community": community, "dataset": ds.name, "run_key": run_key}
+    conn.execute(
+        "INSERT INTO sync.quarantine (community_code, dataset, row_key, rule, reason, first_run_key, last_run_key)"
+        " SELECT DISTINCT ON (row_key, rule) community_code, dataset, row_key, rule, reason, run_key, run_key"
+        " FROM sync.run_findings WHERE run_key = %(run_key)s AND dataset = %(dataset)s AND severity = 'refuse'"
+        " AND row_key IS NOT NULL ORDER BY row_key, rule, row_id"
+        " ON CONFLICT (community_code, dataset, row_key, rule) DO UPDATE SET last_seen_at = now(),"
+        " last_run_key = EXCLUDED.last_run_key, reason = EXCLUDED.reason",
+        args,
+    )
+    key = ds.primary.key[0]
+    staged = _render("{" + ds.primary.name + "}", tables)
+    conn.execute(  # re-read this run and not refused again: released
+        f"DELETE FROM sync.quarantine q WHERE q.community_code = %(community)s AND q.dataset = %(dataset)s"
+        f" AND q.last_run_key <> %(run_key)s AND EXISTS (SELECT 1 FROM {staged} s WHERE s.{_q(key)}::text = q.row_key)",
+        args,
+    )
+    if item.mode != "window":  # the run saw every source key: quarantined rows that are gone are released
+        keys_extract = ds.primary if item.mode == "full" or ds.reconcile_keys is None else ds.reconcile_keys
+        source_keys = _render("{" + keys_extract.name + "}", tables)
+        conn.execute(
+            f"DELETE FROM sync.quarantine q WHERE q.community_code = %(community)s AND q.dataset = %(dataset)s"
+            f" AND NOT EXISTS (SELECT 1 FROM {source_keys} s WHERE s.{_q(keys_extract.key[0])}::text = q.row_key)",
+            args,
+        )
+
+
+def _advance_mark(conn: psycopg.Connection, community: str, dataset: str, run_key: str,
+                  new_mark: datetime | None) -> datetime | None:
+    """Move the high-water mark forward only (a backfill of an old range never moves it back)."""
+    if new_mark is None:
+        row = conn.execute(
+            "SELECT mark FROM sync.watermarks WHERE community_code = %s AND dataset = %s", (community, dataset)
+        ).fetchone()
+        return row[0] if row else None
+    return conn.execute(
+        "INSERT INTO sync.watermarks AS w (community_code, dataset, mark, run_key) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (community_code, dataset) DO UPDATE SET mark = greatest(w.mark, EXCLUDED.mark),"
+        " run_key = CASE WHEN EXCLUDED.mark > w.mark THEN EXCLUDED.run_key ELSE w.run_key END, updated_at = now()"
+        " RETURNING mark",
+        (community, dataset, new_mark, run_key),
+    ).fetchone()[0]
+
+
+@dataclass
+class PublishOutcome:
+    counts: dict[str, PublishCounts]
+    refused: dict[str, str]  # data set -> why it was not published
 
 
 def publish(
@@ -176,11 +308,13 @@ def publish(
     inputs: Sequence[PublishInput],
     enabled: Sequence[str],
     visible_statuses: Sequence[str],
-) -> dict[str, PublishCounts]:
-    """Merge every given data set in one transaction; return counts per data set."""
+    guard: DeleteGuard | None = None,
+) -> PublishOutcome:
+    """Merge every given data set in one transaction; a data set the delete guard stops is left out."""
     params = {"tz": time_zone, "visible_statuses": list(visible_statuses)}
+    guard = guard or DeleteGuard()
     by_name = {i.dataset.name: i for i in inputs}
-    results: dict[str, PublishCounts] = {}
+    outcome = PublishOutcome({}, {})
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('portal_sync'), hashtext(%s))", (community,))
         conn.execute(
@@ -190,10 +324,16 @@ def publish(
             (community, community_name, time_zone),
         )
         for name in DATASETS:  # declared order: residents come after accounts and assessments
-            if name in by_name:
-                item = by_name[name]
-                results[name] = merge_dataset(
-                    conn, item.dataset, item.tables, community=community, run_key=run_key,
-                    params=params, enabled=enabled,
-                )
-    return results
+            item = by_name.get(name)
+            if item is None:
+                continue
+            try:
+                with conn.transaction():  # a savepoint: a refused data set leaves no trace
+                    counts = merge_dataset(conn, item, community=community, run_key=run_key, params=params,
+                                           enabled=enabled, guard=guard)
+                    _maintain_quarantine(conn, item, community, run_key)
+                    counts.mark_after = _advance_mark(conn, community, name, run_key, item.new_mark)
+                outcome.counts[name] = counts
+            except MassDeleteRefused as exc:
+                outcome.refused[name] = str(exc)
+    return outcome

@@ -57,7 +57,7 @@ def test_no_sensitive_column_in_any_sql_the_extractor_sends(quote):
 def test_select_is_ansi_and_quoted_with_the_driver_quote():
     statement = select_sql(DATASETS["charges"].primary, "`")
     assert statement.startswith("SELECT `TransactionID`, `CustomerID`")
-    assert "FROM `UB_Transaction` WHERE `TransactionType` <> 'PMT'" in statement
+    assert "FROM `UB_Transaction` WHERE (`TransactionType` <> 'PMT')" in statement
     for vendor in ("LIMIT", "TOP ", "ISNULL", "NVL", "IFNULL", "GETDATE"):
         assert vendor not in statement.upper()
 
