@@ -28,10 +28,20 @@ def _run_context(community: Community):
     from airflow.sdk import get_current_context
 
     from portal_sync.connections import portal_url, source_odbc
+    from portal_sync.params import RunRequest
     from portal_sync.pipeline import RunContext
 
-    run_id = get_current_context()["run_id"]
-    return RunContext(community, run_id, portal_url(), source_odbc(community.caselle_conn_id))
+    context = get_current_context()
+    dag_run = context.get("dag_run")
+    return RunContext(
+        community,
+        context["run_id"],
+        portal_url(),
+        source_odbc(community.caselle_conn_id),
+        interval_start=context.get("data_interval_start"),
+        interval_end=context.get("data_interval_end"),
+        request=RunRequest.from_conf(getattr(dag_run, "conf", None)),
+    )
 
 
 def build_dag(community: Community) -> DAG:
