@@ -35,6 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("community", nargs="?")
     summary.add_argument("--runs", type=int, default=1)
     sub.add_parser("check-config", help="validate the communities file and list errors")
+    dq_report = sub.add_parser("dq-report", help="build or refresh a community's offline data-quality report site")
+    dq_report.add_argument("community")
+    dq_report.add_argument(
+        "--out", help="site directory (default: $PORTAL_SYNC_REPORT_DIR/<code>, else .airflow/dq_reports/<code>)",
+    )
+    dq_report.add_argument("--run", help="run key to (re)write (default: the latest run)")
+    dq_report.add_argument("--keep-days", type=int, help="first prune runs older than this many days")
+    dq_summary = sub.add_parser("dq-summary", help="print the data-quality summary of a community's last runs")
+    dq_summary.add_argument("community")
+    dq_summary.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -57,6 +67,32 @@ def main(argv: list[str] | None = None) -> int:
         from portal_sync.report import format_runs, last_runs
 
         print(format_runs(last_runs(url, args.community, args.runs)) or "no runs yet")
+        return 0
+    if args.command == "dq-report":
+        from pathlib import Path
+
+        from portal_sync.dq_report import build_site, prune
+
+        out = Path(args.out) if args.out else None
+        args.community = args.community.upper()  # codes are upper case (config); accept "springfld" too
+        try:
+            if args.keep_days is not None:
+                removed = prune(url, args.community, args.keep_days, out)
+                print(f"pruned {removed} run page(s) older than {args.keep_days} day(s)", file=sys.stderr)
+            index, _ = build_site(url, args.community, out, args.run)
+        except (LookupError, ValueError) as exc:
+            print(f"portal-sync: {exc}", file=sys.stderr)
+            return 1
+        print(index)
+        return 0
+    if args.command == "dq-summary":
+        from portal_sync.dq_report import format_summary
+
+        try:
+            print(format_summary(url, args.community.upper(), args.runs) or f"{args.community}: no runs yet")
+        except ValueError as exc:
+            print(f"portal-sync: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "run":
         from portal_sync.pipeline import RunContext, SyncError, run_sync

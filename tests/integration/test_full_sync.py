@@ -10,6 +10,7 @@ import pytest
 from oracle import actual_portal, differences, expected_portal
 from portal_sync.config import Community
 from portal_sync.datasets import DATASET_NAMES
+from portal_sync.params import RunRequest
 from portal_sync.pipeline import (
     RunContext,
     SyncError,
@@ -32,17 +33,38 @@ def community(**overrides) -> Community:
     return Community(**values)
 
 
-def sync(sim, portal_url: str, run_id: str, comm: Community | None = None, use_gx: bool = False) -> dict:
-    ctx = RunContext(comm or community(), run_id, portal_url, sim.spec.odbc_connection_string(), use_gx=use_gx)
+def sync(sim, portal_url: str, run_id: str, comm: Community | None = None, use_gx: bool = False,
+         **request) -> dict:
+    """A run of the pipeline in this process; ``request`` holds trigger parameters (RunRequest)."""
+    ctx = RunContext(comm or community(), run_id, portal_url, sim.spec.odbc_connection_string(), use_gx=use_gx,
+                     request=RunRequest(**request))
     return run_sync(ctx)
+
+
+FULL = {"reconcile_all_history": True}  # a full reconciliation: every key, all contents
 
 
 def assert_in_sync(sim, portal_url: str, comm: Community | None = None) -> None:
     comm = comm or community()
     expected = expected_portal(sim, comm.code, comm.time_zone or TZ, comm.datasets, comm.visible_statuses)
-    problems = differences(expected, actual_portal(portal_url, comm.code, comm.datasets))
+    problems = differences(expected, actual_portal(portal_url, comm.code, comm.datasets),
+                           keep=refused_keys(portal_url, comm.code))
     assert not problems, "\n".join(problems[:40])
     assert all(expected[name] for name in comm.datasets), "the simulated community should fill every data set"
+
+
+def refused_keys(portal_url: str, community: str) -> dict[str, set[tuple]]:
+    """Keys the latest run refused: the contract lets their previous portal version stay."""
+    with psycopg.connect(portal_url) as conn:
+        rows = conn.execute(
+            "SELECT f.dataset, f.row_key FROM sync.run_findings f WHERE f.severity = 'refuse' AND f.run_key = ("
+            " SELECT run_key FROM sync.runs WHERE community_code = %s ORDER BY started_at DESC LIMIT 1)",
+            (community,),
+        ).fetchall()
+    keep: dict[str, set[tuple]] = {}
+    for dataset, key in rows:
+        keep.setdefault(dataset, set()).add((int(key),))
+    return keep
 
 
 def portal_fingerprint(portal_url: str) -> str:
@@ -72,10 +94,10 @@ def test_resync_after_changes_reaches_the_projection_and_a_rerun_changes_nothing
     sim.renumber(fraction=0.5)
     sim.delete_inactive_customers()
     sim.modify_data(5)
-    sync(sim, portal, "second")
+    sync(sim, portal, "second", **FULL, allow_mass_delete=DATASET_NAMES)
     assert_in_sync(sim, portal)
 
-    results = sync(sim, portal, "third")
+    results = sync(sim, portal, "third", **FULL)
     for name, row in results.items():
         assert (row["rows_inserted"], row["rows_updated"], row["rows_deleted"], row["rows_restored"]) == (0, 0, 0, 0), (
             name, row)
@@ -93,7 +115,7 @@ def test_period_close_archives_purged_lines_instead_of_deleting_them(make_source
         ).fetchone()[0]
     assert old_lines > 0
     sim.period_close(purge_before=date(2019, 1, 1))
-    results = sync(sim, portal, "after-close")
+    results = sync(sim, portal, "after-close", **FULL, allow_mass_delete=("charges",))
     assert results["charges"]["rows_archived"] == old_lines
     assert results["charges"]["rows_deleted"] == 0
     with psycopg.connect(portal) as conn:
@@ -139,7 +161,9 @@ def test_orphans_are_refused_with_rule_and_key_and_the_rest_publishes(make_sourc
         refused = conn.execute(
             "SELECT dataset, rule, row_key, reason FROM sync.run_findings WHERE rule = 'orphan_account'"
         ).fetchall()
-    orphan_lines = {str(k[0]) if isinstance(k, tuple) else str(k) for k in changes.inserted.get("UB_Transaction", [])}
+    pmt = {str(r[0]) for r in sim.query(
+        "SELECT \"TransactionID\" FROM \"UB_Transaction\" WHERE \"TransactionType\" = 'PMT'")}
+    orphan_lines = {str(k) for k in changes["UB_Transaction"].inserted} - pmt
     refused_lines = {key for ds, _, key, _ in refused if ds == "charges"}
     assert orphan_lines and orphan_lines <= refused_lines
     assert any(ds == "payments" for ds, *_ in refused)
@@ -177,8 +201,13 @@ SENSITIVE = ("SSN", "BirthDate", "DriversLicense", "Notes", "DirectPayRouting", 
 
 def test_sensitive_columns_and_values_never_reach_staging_or_portal(make_source, portal):
     sim = make_source("sqlite", seed=8)
+    # PayerName may legitimately equal a business name, so plant an unmistakable one.
+    sim.execute('UPDATE "CR_Receipt" SET "PayerName" = \'ZZ-PAYER-MARKER-\' || "ReceiptID"')
+    sim.execute('UPDATE "SM_Contact" SET "Notes" = \'ZZ-NOTES-MARKER-\' || "ContactID"')
     markers = [r[0] for r in sim.query('SELECT "SSN" FROM "SM_Contact" WHERE "SSN" IS NOT NULL')]
+    markers += [r[0] for r in sim.query('SELECT "DriversLicense" FROM "SM_Contact" WHERE "DriversLicense" IS NOT NULL')]
     markers += [r[0] for r in sim.query('SELECT "PayerName" FROM "CR_Receipt" WHERE "PayerName" IS NOT NULL')]
+    markers += [r[0] for r in sim.query('SELECT "Notes" FROM "SM_Contact"')]
     markers += [r[0] for r in sim.query(
         'SELECT "DirectPayAccount" FROM "UB_Customer" WHERE "DirectPayAccount" IS NOT NULL')]
     assert markers, "the simulator must fill sensitive columns for this test to mean anything"
@@ -199,6 +228,8 @@ def test_sensitive_columns_and_values_never_reach_staging_or_portal(make_source,
     blob = "|".join(dumps)
     leaked = [m for m in markers if m and str(m) in blob]
     assert not leaked, leaked[:5]
+    for name in DATASET_NAMES:
+        validate_dataset(ctx, name)
     publish_run(ctx)
     cleanup(ctx)
     with psycopg.connect(portal) as conn:
