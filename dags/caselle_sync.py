@@ -94,7 +94,13 @@ def build_dag(community: Community) -> DAG:
                     return validate_dataset(_run_context(community), dataset)
 
                 prepared >> extract() >> validate() >> published
-        published >> cleanup()
+        @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
+        def report() -> str:
+            from portal_sync.pipeline import report as run_report
+
+            return run_report(_run_context(community))
+
+        published >> [cleanup(), report()]
     return dag
 
 

@@ -52,6 +52,8 @@ class Community(BaseModel):
     reconcile_days: Annotated[int, Field(ge=1, le=36_500)] = 400
     max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.10
     mass_delete_min_rows: Annotated[int, Field(ge=0)] = 25
+    # Data-quality report: runs older than this leave the report site and its detail tables.
+    report_keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
     @field_validator("time_zone")
     @classmethod

@@ -276,6 +276,7 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
             audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=message[:2000])
             raise SyncError(message) from exc
         record_results(conn, ctx.run_key, community, name, outcomes, row["rows_extracted"])
+        failing = [o for o in outcomes if o.failing_rows]
         for outcome in outcomes:
             if outcome.failing_rows:
                 examples = conn.execute(
@@ -286,7 +287,34 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
                 shown = "; ".join(f"key {k}: {r}" for k, r in examples)
                 log.warning("%s %s: rule %s %s %d row(s), e.g. %s", community, name, outcome.rule,
                             "refused" if outcome.severity == "refuse" else "warned about", outcome.failing_rows, shown)
+    log.info("%s %s dq: %d checks, %d failed%s; report %s", community, name, len(outcomes), len(failing),
+             "".join(f", {o.rule} {_PAST[o.severity]} {o.failing_rows}" for o in failing), _report(ctx))
     return {o.rule: o.failing_rows for o in outcomes}
+
+
+_PAST = {"refuse": "refused", "warn": "warned"}
+
+
+def _report(ctx: RunContext) -> str:
+    """Refresh the run's page of the data-quality report; a report problem never fails the sync."""
+    try:
+        from portal_sync.dq_report import build_run_report
+
+        return build_run_report(ctx.portal_url, ctx.community.code, ctx.run_key).as_uri()
+    except Exception as exc:  # the report is a view of the database: rebuilt on the next run
+        log.warning("%s: data-quality report not written: %s", ctx.community.code, exc)
+        return "(not written)"
+
+
+def report(ctx: RunContext) -> str:
+    """Final report of the run (after publish), pruning runs past the retention."""
+    from portal_sync.dq_report import prune, summary_line
+
+    location = _report(ctx)
+    removed = prune(ctx.portal_url, ctx.community.code, ctx.community.report_keep_days)
+    line = summary_line(ctx.portal_url, ctx.community.code, ctx.run_key)
+    log.info("%s (report %s; %d old run page(s) pruned)", line, location, removed)
+    return line
 
 
 def record_results(conn: psycopg.Connection, run_key: str, community: str, dataset: str,
@@ -399,3 +427,7 @@ def run_sync(ctx: RunContext) -> dict[str, dict]:
         return publish_run(ctx)
     finally:
         cleanup(ctx)
+        try:
+            report(ctx)
+        except Exception as exc:  # never hide the run's own outcome behind a report problem
+            log.warning("%s: report failed: %s", ctx.community.code, exc)

@@ -100,7 +100,7 @@ def test_one_dag_per_configured_community(shipped):
     assert set(shipped["dags"]) == {c.dag_id for c in config.communities}
     for community in config.communities:
         dag = shipped["dags"][community.dag_id]
-        expected = {"prepare", "publish", "cleanup"}
+        expected = {"prepare", "publish", "cleanup", "report"}
         expected |= {f"{name}.{step}" for name in community.datasets for step in ("extract", "validate")}
         assert set(dag["tasks"]) == expected
         assert dag["timetable"] == "CronDataIntervalTimetable"
