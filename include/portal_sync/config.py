@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -27,6 +27,47 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "communities.y
 
 CommunityCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,9}$")]
 AirflowId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+RULE_SEVERITIES = ("refuse", "warn", "ignore")
+TABLE_SEVERITIES = ("fail", "warn", "ignore")
+
+
+class Quality(BaseModel):
+    """Data-quality settings: severities per check (``rule`` or ``dataset.rule``) and thresholds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    severity: dict[Annotated[str, Field(pattern=r"^([a-z_]+\.)?[a-z0-9_]+$")], Literal[
+        "refuse", "warn", "ignore", "fail"]] = Field(default_factory=dict)
+    max_amount: Annotated[float, Field(gt=0)] = 100_000.0
+    snapshot_change_share: Annotated[float, Field(gt=0.0)] = 0.30
+    snapshot_change_min_rows: Annotated[int, Field(ge=0)] = 50
+    max_window_rows: Annotated[int, Field(ge=1)] = 2_000_000
+
+    @field_validator("severity")
+    @classmethod
+    def _known_checks(cls, value: dict[str, str]) -> dict[str, str]:
+        from portal_sync.validate import known_checks
+
+        rows, tables = known_checks()
+        for key, severity in value.items():
+            name = key.split(".")[-1]
+            dataset = key.split(".")[0] if "." in key else None
+            if dataset is not None and dataset not in DATASET_NAMES:
+                raise ValueError(f"unknown data set {dataset!r} in severity key {key!r}")
+            if name in rows:
+                if severity not in RULE_SEVERITIES:
+                    raise ValueError(f"row check {key!r} takes one of {RULE_SEVERITIES}, not {severity!r}")
+            elif name in tables:
+                if severity not in TABLE_SEVERITIES:
+                    raise ValueError(f"table check {key!r} takes one of {TABLE_SEVERITIES}, not {severity!r}")
+            else:
+                raise ValueError(f"unknown check {name!r}; known: {sorted(rows | tables)}")
+        return value
+
+    def severity_of(self, dataset: str, check: str, default: str) -> str:
+        return self.severity.get(f"{dataset}.{check}") or self.severity.get(check) or default
 
 
 class Community(BaseModel):
@@ -54,6 +95,7 @@ class Community(BaseModel):
     mass_delete_min_rows: Annotated[int, Field(ge=0)] = 25
     # Data-quality report: runs older than this leave the report site and its detail tables.
     report_keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    quality: Quality = Field(default_factory=Quality)
 
     @field_validator("time_zone")
     @classmethod

@@ -85,6 +85,28 @@ class CodeSet:
 
 
 @dataclass(frozen=True)
+class Plausibility:
+    """A row check that warns by default: Caselle is the system of record, so the row still
+    publishes, but analysts see it. ``bad_rows_where`` may use the literals ``{max_amount}``,
+    ``{min_date}``, ``{max_date}`` and ``{mask_regex}``, filled in from the settings and the run."""
+
+    name: str
+    description: str
+    bad_rows_where: str
+    columns: tuple[str, ...]  # shown in the reason
+
+
+def implausible_dates(*columns: str) -> Plausibility:
+    checks = " OR ".join(f's."{c}" < {{min_date}} OR s."{c}" > {{max_date}}' for c in columns)
+    return Plausibility("implausible_date", "dates lie between 1950 and two years ahead", checks, columns)
+
+
+def amount_size(*columns: str) -> Plausibility:
+    checks = " OR ".join(f'(sync.is_money(s."{c}") AND abs(s."{c}"::numeric) > {{max_amount}})' for c in columns)
+    return Plausibility("amount_size", "amounts stay within the configured size", checks, columns)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """One portal data set that a community can switch on or off."""
 
@@ -108,6 +130,7 @@ class Dataset:
     # whose date column is within the configured range (None: all rows).
     reconcile_keys: Extract | None = None
     reconcile_date_column: str | None = None
+    plausibility: tuple[Plausibility, ...] = ()
 
     @property
     def incremental(self) -> bool:
@@ -309,6 +332,11 @@ ACCOUNTS = Dataset(
         CodeSet("OnlineAccess", ("Y", "N")),
         CodeSet("CustomerType", CUSTOMER_TYPES),
     ),
+    plausibility=(
+        implausible_dates("ConnectDate", "FinalBillDate"),
+        Plausibility("number_off_mask", "CustomerNumber matches the community's customer-number mask",
+                     's."CustomerNumber" !~ {mask_regex}', ("CustomerNumber",)),
+    ),
 )
 
 RESIDENTS = Dataset(
@@ -378,6 +406,12 @@ CHARGES = Dataset(
     signals=("InputDate",),
     reconcile_keys=TRANSACTION_KEYS,
     reconcile_date_column="TransactionDate",
+    plausibility=(
+        implausible_dates("TransactionDate", "DueDate", "InputDate"),
+        Plausibility("due_before_transaction", "DueDate is not before TransactionDate",
+                     's."DueDate" < s."TransactionDate"', ("TransactionDate", "DueDate")),
+        amount_size("Amount"),
+    ),
 )
 
 PAYMENTS = Dataset(
@@ -407,6 +441,7 @@ PAYMENTS = Dataset(
     version_column="status_changed_at",
     reconcile_keys=RECEIPT_KEYS,
     reconcile_date_column="ReceiptDate",
+    plausibility=(implausible_dates("ReceiptDate", "StatusDate", "InputDate"), amount_size("Amount")),
 )
 
 _PAST_DUE = ('s."Balance30"', 's."Balance60"', 's."Balance90"', 's."Balance120"')
@@ -448,6 +483,18 @@ BALANCES_DS = Dataset(
     signals=("AsOf",),
     version_column="as_of",
     reconcile_keys=BALANCE_KEYS,
+    plausibility=(
+        implausible_dates("AsOf", "LastBillDate", "DueDate", "LastPaymentDate"),
+        amount_size("TotalBalance"),
+        Plausibility(
+            "buckets_sum", "BalanceCurrent + Balance30..120 add up to TotalBalance",
+            " AND ".join(f'sync.is_money(s."{c}")' for c in (
+                "BalanceCurrent", "Balance30", "Balance60", "Balance90", "Balance120", "TotalBalance"))
+            + ' AND s."BalanceCurrent"::numeric + s."Balance30"::numeric + s."Balance60"::numeric'
+            ' + s."Balance90"::numeric + s."Balance120"::numeric <> s."TotalBalance"::numeric',
+            ("BalanceCurrent", "Balance30", "Balance60", "Balance90", "Balance120", "TotalBalance"),
+        ),
+    ),
 )
 
 ASSESSMENTS_DS = Dataset(
@@ -477,6 +524,7 @@ ASSESSMENTS_DS = Dataset(
                   "the assessment's LocationID names no UB_Location row"),
     ),
     codes=(CodeSet("Status", tuple(ASSESSMENT_STATUS)),),
+    plausibility=(implausible_dates("NextDueDate"), amount_size("OriginalAmount", "PrincipalBalance")),
 )
 
 # Publish order matters: residents are scoped by the accounts and assessments just published.

@@ -36,7 +36,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GxCheckError", "GxRule", "GxRuleResult", "build_unexpected_rows_query", "run_rules"]
+__all__ = [
+    "GxCheckError", "GxRule", "GxRuleResult", "GxTableCheck", "GxTableResult", "build_unexpected_rows_query",
+    "run_rules",
+]
 
 SAMPLE_SIZE = 20
 """How many bad ``_row_id`` values a result keeps (GX itself fetches up to 200 bad rows)."""
@@ -81,6 +84,30 @@ class GxRuleResult:
     unexpected_count: int
     element_count: int
     sample_row_ids: list[int]
+    raw: dict
+
+
+@dataclass(frozen=True)
+class GxTableCheck:
+    """A table-level check: row count within bounds, and/or exactly these columns."""
+
+    name: str
+    description: str
+    min_rows: int | None = None
+    max_rows: int | None = None
+    columns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        has_count = self.min_rows is not None or self.max_rows is not None
+        if has_count == (self.columns is not None):
+            raise ValueError(f"table check {self.name!r}: give a row-count range or a column set, not both")
+
+
+@dataclass(frozen=True)
+class GxTableResult:
+    name: str
+    success: bool
+    observed: Any
     raw: dict
 
 
@@ -133,7 +160,7 @@ def _sqlalchemy_url(pg_url: str) -> str:
     raise ValueError(f"pg_url must be a postgresql:// URI, got scheme {scheme!r}")
 
 
-def _validate_inputs(schema: str, table: str, rules: Sequence[GxRule]) -> None:
+def _validate_inputs(schema: str, table: str, rules: Sequence[GxRule | GxTableCheck]) -> None:
     """Reject bad names early: results are matched to rules by name."""
     if not _SCHEMA_RE.fullmatch(schema):
         raise ValueError(f"schema must match [a-z0-9_]{{1,63}}: {schema!r}")
@@ -145,7 +172,7 @@ def _validate_inputs(schema: str, table: str, rules: Sequence[GxRule]) -> None:
             raise ValueError(f"rule name must match [a-z0-9_]+: {rule.name!r}")
         if rule.name in seen:
             raise ValueError(f"duplicate rule name: {rule.name!r}")
-        if not rule.bad_rows_where.strip():
+        if isinstance(rule, GxRule) and not rule.bad_rows_where.strip():
             raise ValueError(f"rule {rule.name!r} has an empty bad_rows_where")
         seen.add(rule.name)
 
@@ -195,7 +222,9 @@ def _observed_int(raw: Mapping[str, Any], what: str) -> int:
     return value
 
 
-def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, suite_name: str) -> list[GxRuleResult]:
+def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, suite_name: str,
+              table_checks: Sequence[GxTableCheck] = (), table_results: list[GxTableResult] | None = None,
+              ) -> list[GxRuleResult]:
     """Validate ``schema.table`` against ``rules`` as one GX validation run inside PostgreSQL.
 
     ``pg_url`` is a libpq URI (``postgresql://user@host:port/db``). The table needs a unique
@@ -205,8 +234,8 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
     ``[A-Za-z0-9_]{1,63}``). Errors GX raises itself while setting up propagate unchanged: an unreachable
     server or a missing table give GX's ``TestConnectionError`` (a ``ConnectionError``).
     """
-    _validate_inputs(schema, table, rules)
-    if not rules:
+    _validate_inputs(schema, table, [*rules, *table_checks])
+    if not rules and not table_checks:
         return []
 
     import great_expectations as gx
@@ -244,6 +273,21 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
                     meta={_META_KEY: rule.name},
                 )
             )
+        for check in table_checks:
+            if check.min_rows is not None or check.max_rows is not None:
+                suite.add_expectation(
+                    gx.expectations.ExpectTableRowCountToBeBetween(
+                        min_value=check.min_rows, max_value=check.max_rows, description=check.description,
+                        meta={_META_KEY: check.name},
+                    )
+                )
+            if check.columns is not None:
+                suite.add_expectation(
+                    gx.expectations.ExpectTableColumnsToMatchSet(
+                        column_set=list(check.columns), exact_match=True, description=check.description,
+                        meta={_META_KEY: check.name},
+                    )
+                )
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{suite_name}__validation", data=batch_definition, suite=suite)
         )
@@ -260,7 +304,7 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
             raw_by_tag[tag] = raw
 
     broken: list[str] = []
-    for tag in [_ROW_COUNT_TAG, *(rule.name for rule in rules)]:
+    for tag in [_ROW_COUNT_TAG, *(rule.name for rule in rules), *(check.name for check in table_checks)]:
         label = "the row count" if tag == _ROW_COUNT_TAG else f"rule {tag!r}"
         raw = raw_by_tag.get(tag)
         if raw is None:
@@ -271,6 +315,11 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
     if broken:
         raise GxCheckError(f"GX check(s) on {schema}.{table} (suite {suite_name!r}) raised:\n" + "\n".join(broken))
 
+    if table_results is not None:
+        for check in table_checks:
+            raw = raw_by_tag[check.name]
+            result = raw.get("result") or {}
+            table_results.append(GxTableResult(check.name, bool(raw.get("success")), result.get("observed_value"), raw))
     element_count = _observed_int(raw_by_tag[_ROW_COUNT_TAG], "the row count")
     results: list[GxRuleResult] = []
     for rule in rules:

@@ -23,7 +23,7 @@ from portal_sync.datasets import DATASETS, ORGANIZATION, Dataset
 from portal_sync.extract import ExtractStats, arrow_schema, identifier_quote, read_batches, select_sql
 from portal_sync.params import RunRequest
 from portal_sync.publish import DeleteGuard, PublishInput, publish
-from portal_sync.validate import validate_staged
+from portal_sync.validate import DataQualityFailure, rules_for, table_checks_for, validate_staged
 from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, source_timestamp_text
 
 log = logging.getLogger("portal_sync")
@@ -93,8 +93,8 @@ def prepare(ctx: RunContext) -> dict:
     with ctx.portal() as conn:
         audit.start_run(conn, ctx.run_key, community.code, ctx.run_id, datasets)
         conn.execute(
-            "UPDATE sync.runs SET source_org_name = %s, time_zone = %s WHERE run_key = %s",
-            (name, zone, ctx.run_key),
+            "UPDATE sync.runs SET source_org_name = %s, time_zone = %s, customer_number_mask = %s WHERE run_key = %s",
+            (name, zone, org.customer_number_mask or None, ctx.run_key),
         )
         marks = dict(conn.execute(
             "SELECT dataset, mark FROM sync.watermarks WHERE community_code = %s", (community.code,)
@@ -257,9 +257,20 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
             raise SyncError(f"{community} {name}: nothing staged to validate (phase {row['phase']})")
         try:
             conn.execute("DELETE FROM sync.run_findings WHERE run_key = %s AND dataset = %s", (ctx.run_key, name))
+            quality = ctx.community.quality
+            mask = conn.execute("SELECT customer_number_mask FROM sync.runs WHERE run_key = %s",
+                                (ctx.run_key,)).fetchone()[0]
+            previous = conn.execute(
+                "SELECT d.rows_extracted FROM sync.run_datasets d JOIN sync.runs r USING (run_key)"
+                " WHERE d.community_code = %s AND d.dataset = %s AND d.phase = 'published' AND d.mode = 'full'"
+                " AND d.run_key <> %s ORDER BY r.started_at DESC LIMIT 1",
+                (community, name, ctx.run_key),
+            ).fetchone()
             outcomes = validate_staged(
                 conn, pg_url=ctx.portal_url, run_key=ctx.run_key, community=community, dataset=ds,
-                tables=_staged_tables(row), use_gx=ctx.use_gx,
+                tables=_staged_tables(row), use_gx=ctx.use_gx, rules=rules_for(ds, quality, mask=mask),
+                table_checks=table_checks_for(ds, quality, mode=row["mode"] or "full",
+                                              previous_rows=previous[0] if previous else None),
             )
             refused, warned = conn.execute(
                 "SELECT count(DISTINCT row_id) FILTER (WHERE severity = 'refuse'),"
@@ -277,6 +288,13 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
             raise SyncError(message) from exc
         record_results(conn, ctx.run_key, community, name, outcomes, row["rows_extracted"])
         failing = [o for o in outcomes if o.failing_rows]
+        stopped = [o for o in failing if o.kind == "table" and o.severity == "fail"]
+        if stopped:
+            message = f"{community} {name}: not published, table check(s) failed: " + "; ".join(
+                f"{o.rule} ({o.description}; observed {o.observed})" for o in stopped)
+            audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=message[:2000])
+            _report(ctx)
+            raise DataQualityFailure(message)
         for outcome in outcomes:
             if outcome.failing_rows:
                 examples = conn.execute(
@@ -327,12 +345,15 @@ def record_results(conn: psycopg.Connection, run_key: str, community: str, datas
             " ORDER BY row_id LIMIT 5",
             (run_key, dataset, outcome.rule),
         ).fetchall()
+        observed = {"examples": [{"key": k, "reason": r} for k, r in examples]}
+        if outcome.kind == "table":
+            observed = {"observed_value": outcome.observed}
         conn.execute(
             "INSERT INTO sync.dq_results (run_key, community_code, dataset, rule, description, kind, severity,"
-            " success, failing_rows, element_count, observed) VALUES (%s, %s, %s, %s, %s, 'row', %s, %s, %s, %s, %s)",
-            (run_key, community, dataset, outcome.rule, outcome.description, outcome.severity,
-             outcome.failing_rows == 0, outcome.failing_rows, element_count,
-             Jsonb({"examples": [{"key": k, "reason": r} for k, r in examples]})),
+            " success, failing_rows, element_count, observed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_key, community, dataset, outcome.rule, outcome.description, outcome.kind, outcome.severity,
+             outcome.failing_rows == 0, outcome.failing_rows if outcome.kind == "row" else 0, element_count,
+             Jsonb(observed)),
         )
 
 
@@ -422,7 +443,7 @@ def run_sync(ctx: RunContext) -> dict[str, dict]:
             try:
                 extract_dataset(ctx, name)
                 validate_dataset(ctx, name)
-            except SyncError as exc:
+            except (SyncError, DataQualityFailure) as exc:
                 log.error("%s", exc)
         return publish_run(ctx)
     finally:

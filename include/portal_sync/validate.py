@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Literal
 
 import psycopg
 
-from portal_sync.datasets import Dataset
+from portal_sync.config import Quality
+from portal_sync.datasets import DATASETS, Dataset
 from portal_sync.extract import ROW_ID
 from portal_sync.stage import STAGE_SCHEMA
 
@@ -53,8 +56,40 @@ def _reason(prefix: str, *columns: str) -> str:
     return "concat(" + ", ".join(parts) + ")"
 
 
-def rules_for(dataset: Dataset) -> list[Rule]:
-    """The integrity rules of a data set, all refusing: such a row has no correct portal form."""
+def rules_for(dataset: Dataset, quality: Quality | None = None, *, mask: str | None = None,
+              today: date | None = None) -> list[Rule]:
+    """Integrity rules (refuse by default: such a row has no correct portal form) and plausibility
+    rules (warn by default: the row publishes, analysts see it), with the community's severities."""
+    quality = quality or Quality()
+    rules = _integrity_rules(dataset)
+    literals = {
+        "{max_amount}": f"{Decimal(str(quality.max_amount)):f}",
+        "{min_date}": "DATE '1950-01-01'",
+        "{max_date}": f"DATE '{(today or date.today()).replace(day=1) + timedelta(days=2 * 366):%Y-%m-%d}'",
+        "{mask_regex}": _lit(mask_regex(mask)) if mask else None,
+    }
+    for check in dataset.plausibility:
+        where = check.bad_rows_where
+        if "{mask_regex}" in where and not mask:
+            continue  # no mask in SM_Organization: nothing to compare with
+        for placeholder, value in literals.items():
+            if value is not None:
+                where = where.replace(placeholder, value)
+        rules.append(Rule(check.name, check.description, f"({where})", _reason(check.description, *check.columns),
+                          severity="warn"))
+    return [
+        Rule(r.name, r.description, r.bad_rows_where, r.reason,
+             quality.severity_of(dataset.name, r.name, r.severity))  # type: ignore[arg-type]
+        for r in rules
+    ]
+
+
+def mask_regex(mask: str) -> str:
+    """CustomerNumberMask as an anchored regex: ``#`` a digit, anything else literal."""
+    return "^" + "".join("[0-9]" if ch == "#" else ("\\" + ch if not ch.isalnum() else ch) for ch in mask) + "$"
+
+
+def _integrity_rules(dataset: Dataset) -> list[Rule]:
     primary = dataset.primary
     key_cols = primary.key
     rules = [
@@ -133,16 +168,67 @@ def render(text: str, tables: dict[str, str]) -> str:
     return out
 
 
+TABLE_CHECKS = ("staged_columns", "row_count_change", "window_row_count")
+
+
+def known_checks() -> tuple[set[str], set[str]]:
+    """Names of every row check and table check, for validating configured severities."""
+    rows = {rule.name for ds in DATASETS.values() for rule in _integrity_rules(ds)}
+    rows |= {check.name for ds in DATASETS.values() for check in ds.plausibility}
+    return rows, set(TABLE_CHECKS)
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    name: str
+    description: str
+    severity: str  # fail | warn
+    min_rows: int | None = None
+    max_rows: int | None = None
+    columns: tuple[str, ...] | None = None
+
+
+def table_checks_for(dataset: Dataset, quality: Quality, *, mode: str, previous_rows: int | None) -> list[TableCheck]:
+    """Checks of the staged table as a whole; a failing one stops the data set (severity fail)."""
+    checks = [TableCheck(
+        "staged_columns", "the staged columns are exactly the declared allow-list (no sensitive column can slip in)",
+        quality.severity_of(dataset.name, "staged_columns", "fail"),
+        columns=(ROW_ID, *(c.name for c in dataset.primary.columns)),
+    )]
+    if mode == "full" and previous_rows is not None:
+        slack = max(quality.snapshot_change_share * previous_rows, quality.snapshot_change_min_rows)
+        checks.append(TableCheck(
+            "row_count_change",
+            f"the snapshot's row count stays within {quality.snapshot_change_share:.0%} of the last published "
+            f"one ({previous_rows} rows)",
+            quality.severity_of(dataset.name, "row_count_change", "fail"),
+            min_rows=max(0, int(previous_rows - slack)), max_rows=int(previous_rows + slack),
+        ))
+    if mode == "window":
+        checks.append(TableCheck(
+            "window_row_count", f"a window holds at most {quality.max_window_rows} rows",
+            quality.severity_of(dataset.name, "window_row_count", "warn"), min_rows=0,
+            max_rows=quality.max_window_rows,
+        ))
+    return [c for c in checks if c.severity != "ignore"]
+
+
 @dataclass(frozen=True)
 class RuleOutcome:
     rule: str
-    severity: Severity
+    severity: str
     failing_rows: int
     description: str
+    kind: str = "row"  # row | table
+    observed: object = None
 
 
 class ValidationError(RuntimeError):
     """A data-quality check could not be evaluated (never confused with bad data)."""
+
+
+class DataQualityFailure(RuntimeError):
+    """A table-level check with severity fail did not pass: the data set must not publish."""
 
 
 def validate_staged(
@@ -154,23 +240,41 @@ def validate_staged(
     dataset: Dataset,
     tables: dict[str, str],
     rules: Sequence[Rule] | None = None,
+    table_checks: Sequence[TableCheck] = (),
     use_gx: bool = True,
 ) -> list[RuleOutcome]:
-    """Run the rules on the primary staging table; record failing rows in sync.run_findings."""
+    """Run the checks on the primary staging table; record failing rows in sync.run_findings.
+
+    Great Expectations runs every check as SQL in PostgreSQL; our own SQL then records all
+    failing rows (GX keeps at most 200) and the two counts must agree. Without GX (tests,
+    ``--no-gx``) the same SQL still decides, so the outcome never depends on the switch.
+    """
     rules = [r for r in (rules if rules is not None else rules_for(dataset)) if r.severity != "ignore"]
     primary_table = tables[dataset.primary.name]
     gx_counts: dict[str, int] = {}
-    if use_gx and rules:
-        from portal_sync.gx_runner import GxRule, run_rules
+    table_outcomes: list[RuleOutcome] = []
+    if use_gx and (rules or table_checks):
+        from portal_sync.gx_runner import GxRule, GxTableCheck, GxTableResult, run_rules
 
+        table_results: list[GxTableResult] = []
         results = run_rules(
             pg_url,
             STAGE_SCHEMA,
             primary_table,
             [GxRule(r.name, r.description, render(r.bad_rows_where, tables)) for r in rules],
             suite_name=f"{community.lower()}_{dataset.name}",
+            table_checks=[GxTableCheck(c.name, c.description, c.min_rows, c.max_rows, c.columns)
+                          for c in table_checks],
+            table_results=table_results,
         )
         gx_counts = {res.name: res.unexpected_count for res in results}
+        by_name = {t.name: t for t in table_results}
+        for check in table_checks:
+            result = by_name[check.name]
+            table_outcomes.append(RuleOutcome(check.name, check.severity, 0 if result.success else 1,
+                                              check.description, "table", result.observed))
+    else:
+        table_outcomes = [_table_check_sql(conn, primary_table, c) for c in table_checks]
 
     key_text = " || '|' || ".join(f"coalesce(s.{_q(k)}::text, 'NULL')" for k in dataset.primary.key)
     outcomes = []
@@ -188,4 +292,17 @@ def validate_staged(
                 f"{gx_counts.get(rule.name)} in Great Expectations"
             )
         outcomes.append(RuleOutcome(rule.name, rule.severity, failing, rule.description))
-    return outcomes
+    return outcomes + table_outcomes
+
+
+def _table_check_sql(conn: psycopg.Connection, table: str, check: TableCheck) -> RuleOutcome:
+    """The same table check in plain SQL (when GX is switched off)."""
+    if check.columns is not None:
+        found = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+            " ORDER BY ordinal_position", (STAGE_SCHEMA, table)).fetchall()]
+        ok = set(found) == set(check.columns)
+        return RuleOutcome(check.name, check.severity, 0 if ok else 1, check.description, "table", found)
+    rows = conn.execute(f"SELECT count(*) FROM {_q(STAGE_SCHEMA)}.{_q(table)}").fetchone()[0]
+    ok = (check.min_rows is None or rows >= check.min_rows) and (check.max_rows is None or rows <= check.max_rows)
+    return RuleOutcome(check.name, check.severity, 0 if ok else 1, check.description, "table", rows)
