@@ -89,9 +89,15 @@ def build_dag(community: Community) -> DAG:
 
                 @task(task_id="validate")
                 def validate(dataset: str = name) -> dict:
-                    from portal_sync.pipeline import validate_dataset
+                    from airflow.sdk.exceptions import AirflowFailException
 
-                    return validate_dataset(_run_context(community), dataset)
+                    from portal_sync.pipeline import validate_dataset
+                    from portal_sync.validate import DataQualityFailure
+
+                    try:
+                        return validate_dataset(_run_context(community), dataset)
+                    except DataQualityFailure as exc:  # the same staged data would fail again: no retry
+                        raise AirflowFailException(str(exc)) from exc
 
                 prepared >> extract() >> validate() >> published
         @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
