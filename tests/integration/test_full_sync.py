@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import psycopg
 import pytest
+from synctest import FULL, assert_in_sync, community, portal_fingerprint, sync
 
-from oracle import actual_portal, differences, expected_portal
-from portal_sync.config import Community
 from portal_sync.datasets import DATASET_NAMES
-from portal_sync.params import RunRequest
 from portal_sync.pipeline import (
     RunContext,
     SyncError,
@@ -18,63 +14,10 @@ from portal_sync.pipeline import (
     extract_dataset,
     prepare,
     publish_run,
-    run_sync,
     validate_dataset,
 )
 
 pytestmark = pytest.mark.integration
-
-TZ = "America/Denver"
-
-
-def community(**overrides) -> Community:
-    values = {"code": "SPRINGFLD", "caselle_conn_id": "caselle_test", "time_zone": TZ, "datasets": DATASET_NAMES}
-    values.update(overrides)
-    return Community(**values)
-
-
-def sync(sim, portal_url: str, run_id: str, comm: Community | None = None, use_gx: bool = False,
-         **request) -> dict:
-    """A run of the pipeline in this process; ``request`` holds trigger parameters (RunRequest)."""
-    ctx = RunContext(comm or community(), run_id, portal_url, sim.spec.odbc_connection_string(), use_gx=use_gx,
-                     request=RunRequest(**request))
-    return run_sync(ctx)
-
-
-FULL = {"reconcile_all_history": True}  # a full reconciliation: every key, all contents
-
-
-def assert_in_sync(sim, portal_url: str, comm: Community | None = None) -> None:
-    comm = comm or community()
-    expected = expected_portal(sim, comm.code, comm.time_zone or TZ, comm.datasets, comm.visible_statuses)
-    problems = differences(expected, actual_portal(portal_url, comm.code, comm.datasets),
-                           keep=refused_keys(portal_url, comm.code))
-    assert not problems, "\n".join(problems[:40])
-    assert all(expected[name] for name in comm.datasets), "the simulated community should fill every data set"
-
-
-def refused_keys(portal_url: str, community: str) -> dict[str, set[tuple]]:
-    """Keys the latest run refused: the contract lets their previous portal version stay."""
-    with psycopg.connect(portal_url) as conn:
-        rows = conn.execute(
-            "SELECT f.dataset, f.row_key FROM sync.run_findings f WHERE f.severity = 'refuse' AND f.run_key = ("
-            " SELECT run_key FROM sync.runs WHERE community_code = %s ORDER BY started_at DESC LIMIT 1)",
-            (community,),
-        ).fetchall()
-    keep: dict[str, set[tuple]] = {}
-    for dataset, key in rows:
-        keep.setdefault(dataset, set()).add((int(key),))
-    return keep
-
-
-def portal_fingerprint(portal_url: str) -> str:
-    """A hash of every portal row, to prove that nothing changed."""
-    digest = hashlib.sha256()
-    with psycopg.connect(portal_url) as conn:
-        for name in ("communities", *DATASET_NAMES):
-            for row in conn.execute(f"SELECT t::text FROM portal.{name} t ORDER BY 1").fetchall():
-                digest.update(row[0].encode())
-    return digest.hexdigest()
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql", "mariadb"])
