@@ -6,23 +6,18 @@ connection strings directly. Connection strings carry passwords: never log them.
 
 from __future__ import annotations
 
-from psycopg.conninfo import make_conninfo
+from urllib.parse import quote
 
 
 def portal_url(conn_id: str = "portal_db") -> str:
-    """A libpq connection string for the portal PostgreSQL connection."""
+    """A libpq URI (postgresql://...) for the portal PostgreSQL connection."""
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
-    parts = {
-        "host": conn.host or "127.0.0.1",
-        "port": str(conn.port or 5432),
-        "dbname": conn.schema or "postgres",
-        "user": conn.login or "postgres",
-    }
-    if conn.password:
-        parts["password"] = conn.password
-    return make_conninfo("", **parts)
+    user = quote(conn.login or "postgres", safe="")
+    password = f":{quote(conn.password, safe='')}" if conn.password else ""
+    host = conn.host or "127.0.0.1"
+    return f"postgresql://{user}{password}@{host}:{conn.port or 5432}/{quote(conn.schema or 'postgres', safe='')}"
 
 
 def source_odbc(conn_id: str) -> str:
