@@ -10,9 +10,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule, get_parsing_context, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    CronDataIntervalTimetable,
+    Param,
+    TaskGroup,
+    TriggerRule,
+    get_parsing_context,
+    task,
+)
 
 from portal_sync.config import Community, load_config
+from portal_sync.datasets import DATASETS
 
 DEFAULT_ARGS = {
     "owner": "portal-sync",
@@ -23,28 +33,56 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(minutes=60),
 }
 
+# The trigger form (UI "Trigger DAG w/ config"); portal_sync.params.RunRequest validates them.
+PARAMS = {
+    "datasets": Param(None, type=["null", "array"], description="only these data sets (default: all enabled)"),
+    "reconcile": Param(False, type="boolean", description="full reconciliation of the windowed data sets now"),
+    "reconcile_all_history": Param(False, type="boolean", description="reconcile comparing all history"),
+    "window_start": Param(None, type=["null", "string"], description="explicit window start, ISO 8601 with offset"),
+    "window_end": Param(None, type=["null", "string"], description="explicit window end, ISO 8601 with offset"),
+    "dry_run": Param(False, type="boolean", description="extract and validate, publish nothing"),
+    "allow_mass_delete": Param([], type="array", description="data sets allowed past the mass-delete guard once"),
+}
 
-def _run_context(community: Community):
+
+def portal_asset(community: Community, dataset: str) -> Asset:
+    """A portal table of one community, updated by each publish (downstream DAGs may subscribe)."""
+    table = DATASETS[dataset].portal_table
+    return Asset(name=f"portal_{table}_{community.code.lower()}", uri=f"portal://{community.code.lower()}/{table}",
+                 group="portal")
+
+
+def _call(community: Community, step: str, *args):
+    """Run a pipeline step for this task's run, mapping its outcomes onto Airflow's task states."""
     from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+    from portal_sync import pipeline
     from portal_sync.connections import portal_url, source_odbc
-    from portal_sync.params import RunRequest
-    from portal_sync.pipeline import RunContext
+    from portal_sync.params import RunRequest, RunRequestError
+    from portal_sync.validate import DataQualityFailure
 
     context = get_current_context()
     dag_run = context.get("dag_run")
-    return RunContext(
-        community,
-        context["run_id"],
-        portal_url(),
-        source_odbc(community.caselle_conn_id),
-        interval_start=context.get("data_interval_start"),
-        interval_end=context.get("data_interval_end"),
-        request=RunRequest.from_conf(getattr(dag_run, "conf", None)),
+    try:
+        request = RunRequest.from_conf(getattr(dag_run, "conf", None))
+    except RunRequestError as exc:  # a typo in the trigger parameters: no retry will fix it
+        raise AirflowFailException(f"{community.code}: {exc}") from exc
+    ctx = pipeline.RunContext(
+        community, context["run_id"], portal_url(), source_odbc(community.caselle_conn_id),
+        interval_start=context.get("data_interval_start"), interval_end=context.get("data_interval_end"),
+        request=request,
     )
+    try:
+        return getattr(pipeline, step)(ctx, *args)
+    except pipeline.NotDue as exc:
+        raise AirflowSkipException(str(exc)) from exc
+    except DataQualityFailure as exc:  # the same staged data would fail again: no retry
+        raise AirflowFailException(str(exc)) from exc
 
 
 def build_dag(community: Community) -> DAG:
+    assets = {name: portal_asset(community, name) for name in community.datasets}
     with DAG(
         dag_id=community.dag_id,
         description=f"Caselle -> portal sync of {community.name or community.code}",
@@ -53,6 +91,7 @@ def build_dag(community: Community) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        params=PARAMS,
         tags=["caselle-sync", community.code],
         doc_md=f"Syncs {', '.join(community.datasets)} of **{community.code}** "
         f"from Airflow connection `{community.caselle_conn_id}` into the portal.",
@@ -60,21 +99,34 @@ def build_dag(community: Community) -> DAG:
 
         @task(task_id="prepare", retries=3)
         def prepare() -> dict:
-            from portal_sync.pipeline import prepare as run_prepare
+            return _call(community, "prepare")
 
-            return run_prepare(_run_context(community))
-
-        @task(task_id="publish", trigger_rule=TriggerRule.ALL_DONE)
+        @task(task_id="publish", trigger_rule=TriggerRule.ALL_DONE, outlets=list(assets.values()))
         def publish() -> None:
-            from portal_sync.pipeline import publish_run
+            from airflow.sdk import get_current_context
 
-            publish_run(_run_context(community))
+            results = _call(community, "publish_run")
+            events = get_current_context()["outlet_events"]
+            for name, asset in assets.items():
+                row = results.get(name, {})
+                events[asset].extra = {
+                    "community": community.code, "dataset": name, "phase": row.get("phase"),
+                    "mode": row.get("mode"), **{k: row.get(k) for k in (
+                        "rows_extracted", "rows_inserted", "rows_updated", "rows_deleted", "rows_restored",
+                        "rows_archived", "rows_refused")},
+                }
 
         @task(task_id="cleanup", trigger_rule=TriggerRule.ALL_DONE, retries=3)
         def cleanup() -> None:
-            from portal_sync.pipeline import cleanup as run_cleanup
+            _call(community, "cleanup")
 
-            run_cleanup(_run_context(community))
+        @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
+        def report() -> str:
+            return _call(community, "report")
+
+        @task(task_id="freshness", trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def freshness() -> list[str]:
+            return _call(community, "check_freshness")
 
         prepared = prepare()
         published = publish()
@@ -83,30 +135,14 @@ def build_dag(community: Community) -> DAG:
 
                 @task(task_id="extract", pool=community.pool)
                 def extract(dataset: str = name) -> int:
-                    from portal_sync.pipeline import extract_dataset
-
-                    return extract_dataset(_run_context(community), dataset)
+                    return _call(community, "extract_dataset", dataset)
 
                 @task(task_id="validate")
                 def validate(dataset: str = name) -> dict:
-                    from airflow.sdk.exceptions import AirflowFailException
-
-                    from portal_sync.pipeline import validate_dataset
-                    from portal_sync.validate import DataQualityFailure
-
-                    try:
-                        return validate_dataset(_run_context(community), dataset)
-                    except DataQualityFailure as exc:  # the same staged data would fail again: no retry
-                        raise AirflowFailException(str(exc)) from exc
+                    return _call(community, "validate_dataset", dataset)
 
                 prepared >> extract() >> validate() >> published
-        @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
-        def report() -> str:
-            from portal_sync.pipeline import report as run_report
-
-            return run_report(_run_context(community))
-
-        published >> [cleanup(), report()]
+        published >> [cleanup(), report(), freshness()]
     return dag
 
 

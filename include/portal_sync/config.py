@@ -95,6 +95,10 @@ class Community(BaseModel):
     mass_delete_min_rows: Annotated[int, Field(ge=0)] = 25
     # Data-quality report: runs older than this leave the report site and its detail tables.
     report_keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Per data set: publish at most every N minutes (default: every run of the schedule), and
+    # alert when a data set has not published for freshness_factor times its cadence.
+    cadence_minutes: dict[str, Annotated[int, Field(ge=1, le=7 * 24 * 60)]] = Field(default_factory=dict)
+    freshness_factor: Annotated[float, Field(ge=1.0)] = 3.0
     quality: Quality = Field(default_factory=Quality)
 
     @field_validator("time_zone")
@@ -138,6 +142,13 @@ class Community(BaseModel):
         if unknown:
             raise ValueError(f"unknown account status(es) {unknown}; known: {list(allowed)}")
         return value
+
+    @model_validator(mode="after")
+    def _cadence_of_enabled(self) -> Community:
+        unknown = [name for name in self.cadence_minutes if name not in self.datasets]
+        if unknown:
+            raise ValueError(f"cadence_minutes names data set(s) {unknown} that are not enabled")
+        return self
 
     @model_validator(mode="after")
     def _org_code_default(self) -> Community:

@@ -14,13 +14,15 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+import pyarrow as pa
 import pyodbc
 from psycopg.types.json import Jsonb
 
 from portal_sync import audit, stage
 from portal_sync.config import Community
 from portal_sync.datasets import DATASETS, ORGANIZATION, Dataset
-from portal_sync.extract import ExtractStats, arrow_schema, identifier_quote, read_batches, select_sql
+from portal_sync.extract import ROW_ID, ExtractStats, arrow_schema, identifier_quote, read_batches, select_sql
+from portal_sync.freshness import cadence, freshness, is_due, last_published
 from portal_sync.params import RunRequest
 from portal_sync.publish import DeleteGuard, PublishInput, publish
 from portal_sync.validate import DataQualityFailure, rules_for, table_checks_for, validate_staged
@@ -31,6 +33,10 @@ log = logging.getLogger("portal_sync")
 
 class SyncError(RuntimeError):
     """A run step failed; the message names the community and the data set."""
+
+
+class NotDue(SyncError):
+    """The data set's cadence says it is not due in this run: skipped, visibly."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +105,21 @@ def prepare(ctx: RunContext) -> dict:
         marks = dict(conn.execute(
             "SELECT dataset, mark FROM sync.watermarks WHERE community_code = %s", (community.code,)
         ).fetchall())
+        published = last_published(conn, community.code)
         plans = {}
         for ds_name in datasets:
             plan = plan_dataset(ctx, DATASETS[ds_name], marks.get(ds_name), ZoneInfo(zone), now)
+            asked = ctx.request.datasets is not None or ctx.request.reconcile or ctx.request.window_start is not None
+            if not asked and plan["mode"] != "reconcile" and not is_due(community, ds_name,
+                                                                       published.get(ds_name), now):
+                every = cadence(community, ds_name)
+                plan = {"mode": "skipped", "window_start": None, "window_end": None,
+                        "why": f"not due: last published {published[ds_name]:%Y-%m-%d %H:%M:%S%z}, cadence {every}"}
             plans[ds_name] = plan
             audit.update_dataset(conn, ctx.run_key, ds_name, mode=plan["mode"], window_start=plan["window_start"],
                                  window_end=plan["window_end"], mark_before=marks.get(ds_name))
+            if plan["mode"] == "skipped":
+                audit.update_dataset(conn, ctx.run_key, ds_name, phase="skipped", error=plan["why"])
     log.info("%s: run %s prepared (time zone %s): %s", community.code, ctx.run_key, zone,
              "; ".join(f"{k} {_describe_plan(v)}" for k, v in plans.items()))
     return {"run_key": ctx.run_key, "time_zone": zone, "name": name}
@@ -140,6 +155,8 @@ def plan_dataset(ctx: RunContext, ds: Dataset, mark: datetime | None, zone: Zone
 
 
 def _describe_plan(plan: dict) -> str:
+    if plan["mode"] == "skipped":
+        return plan["why"]
     if plan["mode"] == "window":
         return f"window {plan['window_start']:%Y-%m-%d %H:%M:%S%z} .. {plan['window_end']:%Y-%m-%d %H:%M:%S%z}"
     if plan["mode"] == "reconcile":
@@ -154,8 +171,10 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
     ds = DATASETS[name]
     started = time.monotonic()
     with ctx.portal() as conn:
+        row = audit.dataset_rows(conn, ctx.run_key)[name]
+        if row["phase"] == "skipped":
+            raise NotDue(f"{community} {name}: {row['error']}")
         try:
-            row = audit.dataset_rows(conn, ctx.run_key)[name]
             zone = ZoneInfo(conn.execute("SELECT time_zone FROM sync.runs WHERE run_key = %s",
                                          (ctx.run_key,)).fetchone()[0])
             quarantined = [k for (k,) in conn.execute(
@@ -234,11 +253,7 @@ def primary_reads(ds: Dataset, row: dict, zone: ZoneInfo, quarantined: list[str]
     return reads
 
 
-def _with_row_id(schema):
-    import pyarrow as pa
-
-    from portal_sync.extract import ROW_ID
-
+def _with_row_id(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(ROW_ID, pa.int64()), *schema])
 
 
@@ -253,6 +268,8 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
     started = time.monotonic()
     with ctx.portal() as conn:
         row = audit.dataset_rows(conn, ctx.run_key)[name]
+        if row["phase"] == "skipped":
+            raise NotDue(f"{community} {name}: {row['error']}")
         if row["phase"] not in ("staged", "validated"):
             raise SyncError(f"{community} {name}: nothing staged to validate (phase {row['phase']})")
         try:
@@ -369,7 +386,7 @@ def publish_run(ctx: RunContext) -> dict[str, dict]:
         org_name, zone, datasets = run
         rows = audit.dataset_rows(conn, ctx.run_key)
         ready = [name for name in datasets if rows[name]["phase"] in ("validated", "published")]
-        missing = [name for name in datasets if name not in ready]
+        missing = [name for name in datasets if name not in ready and rows[name]["phase"] != "skipped"]
         if ctx.request.dry_run:
             for name in ready:
                 log.info("%s %s: dry run, validated and not published", community.code, name)
@@ -406,7 +423,7 @@ def publish_run(ctx: RunContext) -> dict[str, dict]:
         failed = missing + list(refused)
         if failed:
             errors = "; ".join(f"{name}: {final[name]['error'] or final[name]['phase']}" for name in failed)
-            outcome_name = "partly_published" if len(failed) < len(datasets) else "nothing_published"
+            outcome_name = "partly_published" if len(failed) < len(ready) + len(missing) else "nothing_published"
             audit.finish_run(conn, ctx.run_key, outcome_name, errors[:4000])
             raise SyncError(f"{community.code}: not published: {errors}")
         audit.finish_run(conn, ctx.run_key, "published")
@@ -435,6 +452,22 @@ def cleanup(ctx: RunContext) -> list[str]:
     return dropped
 
 
+class StaleData(SyncError):
+    """A data set has not published within freshness_factor times its cadence."""
+
+
+def check_freshness(ctx: RunContext) -> list[str]:
+    """The run's freshness check: fails (an alert) when any enabled data set is stale."""
+    with ctx.portal() as conn:
+        states = freshness(conn, ctx.community)
+    for state in states:
+        (log.error if state.stale else log.info)("%s %s", ctx.community.code, state.describe())
+    stale = [s.describe() for s in states if s.stale]
+    if stale:
+        raise StaleData(f"{ctx.community.code}: stale portal data: " + "; ".join(stale))
+    return [s.describe() for s in states]
+
+
 def run_sync(ctx: RunContext) -> dict[str, dict]:
     """Every step in this process (CLI, tests); a failing data set does not stop the others."""
     prepare(ctx)
@@ -443,6 +476,8 @@ def run_sync(ctx: RunContext) -> dict[str, dict]:
             try:
                 extract_dataset(ctx, name)
                 validate_dataset(ctx, name)
+            except NotDue as exc:
+                log.info("%s", exc)
             except (SyncError, DataQualityFailure) as exc:
                 log.error("%s", exc)
         return publish_run(ctx)

@@ -49,7 +49,9 @@ PARSE = textwrap.dedent(
                 "timetable": type(dag.timetable).__name__,
                 "max_active_runs": dag.max_active_runs,
                 "catchup": dag.catchup,
-                "retries": sorted({t.retries for t in dag.tasks}),
+                "retries": {t.task_id: t.retries for t in dag.tasks},
+                "outlets": sorted(getattr(o, "uri", "") for o in dag.get_task("publish").outlets),
+                "params": sorted(dag.params.keys()),
                 "pools": sorted({t.pool for t in dag.tasks}),
                 "tags": sorted(dag.tags),
             }
@@ -100,13 +102,17 @@ def test_one_dag_per_configured_community(shipped):
     assert set(shipped["dags"]) == {c.dag_id for c in config.communities}
     for community in config.communities:
         dag = shipped["dags"][community.dag_id]
-        expected = {"prepare", "publish", "cleanup", "report"}
+        expected = {"prepare", "publish", "cleanup", "report", "freshness"}
         expected |= {f"{name}.{step}" for name in community.datasets for step in ("extract", "validate")}
         assert set(dag["tasks"]) == expected
         assert dag["timetable"] == "CronDataIntervalTimetable"
         assert dag["max_active_runs"] == 1
         assert dag["catchup"] is False
-        assert min(dag["retries"]) >= 2
+        # transient source and database errors are retried; the freshness alert is not
+        assert all(n >= 2 for task_id, n in dag["retries"].items() if task_id != "freshness"), dag["retries"]
+        assert dag["retries"]["freshness"] == 0
+        assert dag["outlets"] == sorted(f"portal://{community.code.lower()}/{name}" for name in community.datasets)
+        assert {"datasets", "reconcile", "dry_run", "allow_mass_delete"} <= set(dag["params"])
         assert community.pool in dag["pools"]
         assert "caselle-sync" in dag["tags"]
 
