@@ -408,8 +408,10 @@ CHARGES = Dataset(
     reconcile_date_column="TransactionDate",
     plausibility=(
         implausible_dates("TransactionDate", "DueDate", "InputDate"),
-        Plausibility("due_before_transaction", "DueDate is not before TransactionDate",
-                     's."DueDate" < s."TransactionDate"', ("TransactionDate", "DueDate")),
+        # BEGBAL lines of a period close keep the due date of the charges they carry forward.
+        Plausibility("due_before_transaction", "DueDate is not before TransactionDate (BEGBAL lines aside)",
+                     's."DueDate" < s."TransactionDate" AND s."TransactionType" <> \'BEGBAL\'',
+                     ("TransactionDate", "DueDate")),
         amount_size("Amount"),
     ),
 )
