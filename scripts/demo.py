@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -61,6 +61,7 @@ def main() -> int:
     from portal_sync.report import format_runs, last_runs
 
     started = time.monotonic()
+    session_start = datetime.now(UTC)
     portal_url = os.environ["PORTAL_DB_URL"]
     build_sources()
     ensure_database(portal_url)
@@ -79,7 +80,8 @@ def main() -> int:
     say("waiting for the runs (the first task start costs Airflow some seconds)...")
     states = client.wait_for_runs(runs)
     print()
-    print(format_runs(last_runs(portal_url, None, 1)))
+    # Every run of this session (unpausing also lets the scheduler start the latest interval's run).
+    print(format_runs(last_runs(portal_url, None, limit=10, since=session_start)))
     print()
     for dag_id, state in states.items():
         say(f"{dag_id}: {state}")

@@ -80,6 +80,21 @@ class AirflowClient:
         )
         return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
 
+    def list_runs(self, dag_id: str) -> list[dict]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+
+    def wait_until_idle(self, dag_id: str, timeout: float = 900, expect: int = 1) -> list[dict]:
+        """Wait until the DAG has at least ``expect`` runs and none queued or running; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.list_runs(dag_id)
+            if len(runs) >= expect and all(r["state"] in TERMINAL for r in runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise AirflowApiError(f"{dag_id}: runs still active after {timeout}s: "
+                                      f"{[(r['dag_run_id'], r['state']) for r in runs]}")
+            time.sleep(3)
+
     def wait_for_runs(self, runs: dict[str, str], timeout: float = 900) -> dict[str, str]:
         """Wait for {dag_id: run_id} to reach a terminal state; return their states."""
         deadline = time.monotonic() + timeout

@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     dq_summary = sub.add_parser("dq-summary", help="print the data-quality summary of a community's last runs")
     dq_summary.add_argument("community")
     dq_summary.add_argument("--runs", type=int, default=5)
+    explain = sub.add_parser("explain", help="why isn't this customer in the portal? (community, account number)")
+    explain.add_argument("community")
+    explain.add_argument("account_number", nargs="+", help="as the resident typed it: formatted, digits, spaces")
+    explain.add_argument("--json", action="store_true", help="print the answer as JSON")
+    status = sub.add_parser("status", help="sync status per data set: publish, freshness, counts, quality, mark")
+    status.add_argument("community", nargs="?")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -93,6 +100,26 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"portal-sync: {exc}", file=sys.stderr)
             return 1
+        return 0
+    if args.command == "explain":
+        import json
+
+        from portal_sync.explain import explain, format_explanation
+
+        answer = explain(url, args.community, " ".join(args.account_number), load_config())
+        print(json.dumps(answer.as_dict(), default=str, indent=2) if args.json else format_explanation(answer))
+        return 1 if answer.verdict == "unknown_community" else 0
+    if args.command == "status":
+        import json
+
+        from portal_sync.status import format_overview, overview
+
+        loaded = load_config()
+        if args.community and args.community.upper() not in {c.code for c in loaded.communities}:
+            print(f"portal-sync: no community {args.community!r} in the configuration", file=sys.stderr)
+            return 1
+        data = overview(url, loaded, community=args.community)
+        print(json.dumps(data, default=str, indent=2) if args.json else format_overview(data) or "no communities")
         return 0
     if args.command == "run":
         from portal_sync.pipeline import RunContext, SyncError, run_sync

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 from psycopg.rows import dict_row
 
 from portal_sync.audit import summary_line
 
 
-def last_runs(portal_url: str, community: str | None = None, limit: int = 1) -> list[dict]:
-    """The most recent runs per community, newest first, with their per-data-set audit rows."""
+def last_runs(portal_url: str, community: str | None = None, limit: int = 1,
+              since: datetime | None = None) -> list[dict]:
+    """The most recent runs per community (optionally only those started since a time), with their
+    per-data-set audit rows; oldest first within a community, so a session reads in order."""
     with psycopg.connect(portal_url) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT * FROM (SELECT r.*, row_number() OVER (PARTITION BY community_code ORDER BY started_at DESC) AS n"
-            " FROM sync.runs r WHERE %(c)s::text IS NULL OR community_code = %(c)s) x WHERE n <= %(limit)s"
-            " ORDER BY community_code, started_at DESC",
-            {"c": community, "limit": limit},
+            " FROM sync.runs r WHERE (%(c)s::text IS NULL OR community_code = %(c)s)"
+            " AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)) x WHERE n <= %(limit)s"
+            " ORDER BY community_code, started_at",
+            {"c": community, "limit": limit, "since": since},
         )
         runs = cur.fetchall()
         for run in runs:

@@ -1,0 +1,67 @@
+"""A backfill on a running scheduler re-syncs the changes of its range and moves no mark backwards."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from synctest import local_now
+
+pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+
+PORT = int(os.environ.get("CPS_E2E_BACKFILL_PORT", "8189"))
+TZ = "America/Boise"
+
+
+def test_a_backfill_over_three_intervals_resyncs_the_middle_one_and_leaves_the_marks(
+        private_airflow, make_source, portal_url):
+    sim = make_source("sqlite", seed=43, org_code="BACKFILL", org_name="Backfill Town", time_zone=TZ,
+                      customer_number_mask="###-###", start=local_now(TZ))
+    airflow = private_airflow(
+        [{"code": "BACKFILL", "caselle_conn_id": "caselle_backfill", "time_zone": TZ, "schedule": "0 * * * *",
+          "datasets": ["accounts", "charges", "payments", "balances"]}],
+        {"caselle_backfill": sim.spec.url.removeprefix("sqlite:///")}, PORT)
+    client, dag_id = airflow.client, "caselle_sync_backfill"
+    client.wait_for_dag(dag_id)
+    client.set_paused(dag_id, False)  # the scheduler starts the latest interval's run: a first, full sync
+    runs = client.wait_until_idle(dag_id)
+    assert all(r["state"] == "success" for r in runs), runs
+    with psycopg.connect(portal_url) as conn:
+        marks_before = dict(conn.execute(
+            "SELECT dataset, mark FROM sync.watermarks WHERE community_code = 'BACKFILL'").fetchall())
+    assert set(marks_before) == {"charges", "payments", "balances"}
+
+    # A line entered late with an InputDate in the middle of the last three hours: no regular window sees it.
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    middle = (top - timedelta(minutes=90)).astimezone(sim.tz).replace(tzinfo=None)
+    customer = sim.query('SELECT "CustomerID" FROM "UB_Customer" ORDER BY "CustomerID" LIMIT 1')[0][0]
+    sim.insert_rows("UB_Transaction", [{
+        "TransactionID": 8_800_001, "CustomerID": customer, "TransactionType": "ADJ", "ServiceCode": "WA",
+        "Description": "BACKFILLED ADJUSTMENT", "Amount": Decimal("12.34"), "TransactionDate": middle.date(),
+        "InputDate": middle, "DueDate": None, "Period": middle.strftime("%Y-%m"), "ReferenceNumber": None,
+        "ReceiptID": None, "VoidsTransactionID": None}])
+
+    result = airflow.cli("backfill", "create", "--dag-id", dag_id,
+                         "--from-date", (top - timedelta(hours=3)).isoformat(),
+                         "--to-date", (top - timedelta(hours=1)).isoformat(),
+                         "--reprocess-behavior", "completed", "--max-active-runs", "1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    runs = client.wait_until_idle(dag_id, expect=2)
+    backfill_runs = [r for r in runs if r["run_type"] == "backfill"]
+    assert len(backfill_runs) == 3, [(r["dag_run_id"], r["run_type"], r["state"]) for r in runs]
+    assert all(r["state"] == "success" for r in backfill_runs), backfill_runs
+
+    with psycopg.connect(portal_url) as conn:
+        line = conn.execute("SELECT amount, description FROM portal.charges WHERE community_code = 'BACKFILL'"
+                            " AND charge_id = 8800001").fetchone()
+        marks_after = dict(conn.execute(
+            "SELECT dataset, mark FROM sync.watermarks WHERE community_code = 'BACKFILL'").fetchall())
+        windows = conn.execute(
+            "SELECT d.window_start, d.window_end FROM sync.run_datasets d JOIN sync.runs r USING (run_key)"
+            " WHERE r.airflow_run_id LIKE 'backfill%%' AND d.dataset = 'charges' ORDER BY d.window_end").fetchall()
+    assert line == (Decimal("12.34"), "BACKFILLED ADJUSTMENT")
+    assert marks_after == marks_before, "a backfill must not move any high-water mark"
+    assert [end for _, end in windows] == [top - timedelta(hours=2), top - timedelta(hours=1), top]
