@@ -31,6 +31,29 @@ def money(value) -> Decimal | None:
     return Decimal(str(value)).quantize(CENT)
 
 
+def exact_money(value) -> bool:
+    """The contract's 'money is exact': at most two places inside numeric(12,2). A float is read the
+    way the SQLite ODBC driver renders a REAL (15 significant digits)."""
+    if value is None:
+        return True
+    text = f"{value:.15g}" if isinstance(value, float) else str(value).strip()
+    try:
+        amount = Decimal(text)
+    except ArithmeticError:
+        return False
+    return amount.is_finite() and amount == amount.quantize(CENT) and abs(amount) < Decimal("1e10")
+
+
+def all_exact(row: dict, *columns: str) -> bool:
+    return all(exact_money(row[c]) for c in columns)
+
+
+TRANSACTION_TYPES = {"BILL", "PEN", "ADJ", "PMT", "PMTADJ", "XFER", "DEP", "DEPAPP", "BEGBAL", "VOID"}
+SERVICE_CODES = {"WA", "SE", "GA", "ST", "EL", "IR", None}
+CUSTOMER_TYPES = {"RES", "COM", "IND", "GOV", "IRR"}
+PAYMENT_METHODS = {"CASH", "CHECK", "CARD", "ACH", "ONLINE"}
+
+
 def as_date(value) -> date | None:
     if value is None:
         return None
@@ -101,6 +124,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             loc = locations.get(c["LocationID"])
             if loc is None or c["ContactID"] not in contacts:
                 continue  # orphan: refused
+            if (trimmed(c["Status"]) not in ACCOUNT_STATUS or trimmed(c["OnlineAccess"]) not in ("Y", "N")
+                    or c["CustomerType"] not in CUSTOMER_TYPES):
+                continue  # a code with no portal meaning: refused
             status = ACCOUNT_STATUS[trimmed(c["Status"])]
             online = trimmed(c["OnlineAccess"]) == "Y"
             address = " ".join(p for p in (_nonblank(loc["HouseNumber"]), _nonblank(loc["StreetName"]),
@@ -131,6 +157,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             bad_location = a["LocationID"] is not None and a["LocationID"] not in location_ids
             if a["OwnerContactID"] not in contacts or bad_location:
                 continue
+            if trimmed(a["Status"]) not in ASSESSMENT_STATUS or not all_exact(
+                    a, "OriginalAmount", "PrincipalBalance", "InstallmentAmount"):
+                continue
             assessments[(a["AssessmentID"],)] = {
                 "parcel_number": a["ParcelNumber"], "district": a["District"], "description": a["Description"],
                 "owner_resident_id": a["OwnerContactID"], "location_id": a["LocationID"],
@@ -149,6 +178,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
         for ln in lines:
             if ln["TransactionType"] == "PMT" or ln["CustomerID"] not in customer_ids:
                 continue
+            if (ln["TransactionType"] not in TRANSACTION_TYPES or ln["ServiceCode"] not in SERVICE_CODES
+                    or not all_exact(ln, "Amount")):
+                continue
             charges[(ln["TransactionID"],)] = {
                 "account_id": ln["CustomerID"], "charge_type": ln["TransactionType"],
                 "service_code": ln["ServiceCode"], "description": ln["Description"], "amount": money(ln["Amount"]),
@@ -166,6 +198,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             "StatusDate", "ConfirmationNumber"]):
             if r["CustomerID"] is None or r["CustomerID"] not in customer_ids:
                 continue
+            if (trimmed(r["Status"]) not in RECEIPT_STATUS or r["PaymentMethod"] not in PAYMENT_METHODS
+                    or not all_exact(r, "Amount")):
+                continue
             payments[(r["ReceiptID"],)] = {
                 "account_id": r["CustomerID"], "receipt_number": r["ReceiptNumber"], "amount": money(r["Amount"]),
                 "confirmation_number": r["ConfirmationNumber"], "method": r["PaymentMethod"].lower(),
@@ -181,6 +216,10 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             "TotalBalance", "LastBillDate", "LastBillAmount", "DueDate", "LastPaymentDate", "LastPaymentAmount",
             "Delinquent"]):
             if b["CustomerID"] not in customer_ids:
+                continue
+            if trimmed(b["Delinquent"]) not in ("Y", "N") or not all_exact(
+                    b, "BalanceCurrent", "Balance30", "Balance60", "Balance90", "Balance120", "TotalBalance",
+                    "LastBillAmount", "LastPaymentAmount"):
                 continue
             total = money(b["TotalBalance"])
             past = [money(b[k]) for k in ("Balance30", "Balance60", "Balance90", "Balance120")]
@@ -207,7 +246,7 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
         residents = {}
         for cid in pointed - {None}:
             c = contacts.get(cid)
-            if c is None:
+            if c is None or trimmed(c["ContactType"]) not in ("P", "B"):
                 continue
             kind = "business" if trimmed(c["ContactType"]) == "B" else "person"
             if kind == "business":
