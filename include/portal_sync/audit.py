@@ -22,18 +22,21 @@ AUDIT_COLUMNS = (
 
 def start_run(conn: psycopg.Connection, run_key: str, community: str, airflow_run_id: str,
               datasets: Sequence[str]) -> None:
-    """Create (or, on a retry of the same run, reset) the run record."""
+    """Create the run record; a re-run of the same Airflow run (a retry, a cleared run, a reprocessing
+    backfill) starts afresh: its audit rows and findings describe the latest attempt only."""
     with conn.transaction():
         conn.execute(
             "INSERT INTO sync.runs (run_key, community_code, airflow_run_id, datasets) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (run_key) DO UPDATE SET datasets = EXCLUDED.datasets, outcome = 'running',"
-            " error = NULL, finished_at = NULL",
+            " error = NULL, started_at = now(), published_at = NULL, finished_at = NULL",
             (run_key, community, airflow_run_id, list(datasets)),
         )
+        conn.execute("DELETE FROM sync.run_datasets WHERE run_key = %s", (run_key,))
+        conn.execute("DELETE FROM sync.run_findings WHERE run_key = %s", (run_key,))
+        conn.execute("DELETE FROM sync.dq_results WHERE run_key = %s", (run_key,))
         for name in datasets:
             conn.execute(
-                "INSERT INTO sync.run_datasets (run_key, community_code, dataset) VALUES (%s, %s, %s)"
-                " ON CONFLICT (run_key, dataset) DO NOTHING",
+                "INSERT INTO sync.run_datasets (run_key, community_code, dataset) VALUES (%s, %s, %s)",
                 (run_key, community, name),
             )
 
