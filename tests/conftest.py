@@ -32,6 +32,19 @@ def _drop_db(name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def report_dir(tmp_path_factory) -> Iterator[Path]:
+    """Data-quality reports of test runs go to a temporary folder, never to the demo's .airflow/."""
+    folder = tmp_path_factory.mktemp("dq_reports")
+    previous = os.environ.get("PORTAL_SYNC_REPORT_DIR")
+    os.environ["PORTAL_SYNC_REPORT_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("PORTAL_SYNC_REPORT_DIR", None)
+    else:
+        os.environ["PORTAL_SYNC_REPORT_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def portal_url() -> Iterator[str]:
     """A migrated portal database for this test session."""
