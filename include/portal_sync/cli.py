@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="sync status per data set: publish, freshness, counts, quality, mark")
     status.add_argument("community", nargs="?")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    roles_cmd = sub.add_parser("roles", help="row security on the portal tables and a reader role per community")
+    roles_cmd.add_argument("--community", help="only this community (default: every configured one)")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -120,6 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         data = overview(url, loaded, community=args.community)
         print(json.dumps(data, default=str, indent=2) if args.json else format_overview(data) or "no communities")
+        return 0
+    if args.command == "roles":
+        from portal_sync.roles import refresh
+
+        codes = [c.code for c in load_config().communities]
+        if args.community and args.community.upper() not in codes:
+            print(f"portal-sync: no community {args.community!r} in the configuration", file=sys.stderr)
+            return 1
+        result = refresh(url, [args.community.upper()] if args.community else codes,
+                         all_configured=not args.community)
+        print("\n".join(result.lines()))
         return 0
     if args.command == "run":
         from portal_sync.pipeline import RunContext, SyncError, run_sync

@@ -172,9 +172,9 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
     if waiting:
         listed = ", ".join(r["row_key"] for r in waiting[:_MAX_LISTED])
         more = f" and {len(waiting) - _MAX_LISTED} more" if len(waiting) > _MAX_LISTED else ""
-        hint = (f" {len(waiting)} account record(s) are refused by data quality and their numbers are not "
-                f"known to the sync (CustomerID {listed}{more}): if the resident's account is one of them, "
-                "see `portal-sync summary` for the rule and fix it in Caselle.")
+        hint = (f" {len(waiting)} account record(s) refused by data quality never reached the portal "
+                f"(CustomerID {listed}{more}): if the resident's account is one of them, `portal-sync summary` "
+                "names the rule to fix in Caselle.")
     last = f"the last accounts publish ({_local(published, zone)})" if published else "the first accounts publish"
     return Explanation(
         "not_synced_yet",
@@ -306,7 +306,7 @@ def _refusals_by_number(conn: psycopg.Connection, community: str, digits: str) -
 
 
 def _quarantined_accounts(conn: psycopg.Connection, community: str) -> list[dict[str, Any]]:
-    """Refused accounts that are not in the portal at all (their numbers are unknown to the sync)."""
+    """Refused accounts that are not in the portal at all (their numbers are mostly unknown to the sync)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT q.row_key, min(q.first_seen_at) AS since FROM sync.quarantine q"
