@@ -62,6 +62,9 @@ def migrate(db_url: str) -> list[Migration]:
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration)
+            # Row security and grants cover every portal table, also one a later migration added.
+            if conn.execute("SELECT to_regprocedure('sync.secure_portal_tables()')").fetchone()[0]:
+                conn.execute("SELECT sync.secure_portal_tables()")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now
