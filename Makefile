@@ -61,4 +61,4 @@ lock:
 
 clean:
 	@if [ -d .airflow/run ] && ls .airflow/run/*.pid >/dev/null 2>&1; then scripts/airflow-services.sh stop; fi
-	rm -rf .airflow .demo
+	rm -rf .airflow .airflow-celery .demo

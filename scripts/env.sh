@@ -11,6 +11,12 @@
 #   CPS_AIRFLOW_HOST      address the API server binds        (127.0.0.1)
 #   CPS_AIRFLOW_PASSWORD  password of the local UI user admin (admin)
 #   CPS_PG_HOST/CPS_PG_PORT/CPS_PG_USER  PostgreSQL server for the metadata DB
+#   CPS_EXECUTOR          local (LocalExecutor) or celery (CeleryExecutor)   (local)
+#   CPS_CELERY_WORKERS    celery: workers airflow-services.sh starts          (2)
+#   CPS_CELERY_CONCURRENCY  celery: task slots per worker                     (2)
+#   CPS_REDIS_HOST/CPS_REDIS_PORT  celery: the Redis broker        (127.0.0.1/6379)
+#   CPS_CELERY_REDIS_DB   celery: Redis database number of the broker (0); one per
+#                         Airflow instance, or their workers take each other's tasks
 
 # --- project root: the checkout this file lives in (works with bash and zsh) ---
 if [ -n "${BASH_SOURCE[0]:-}" ]; then
@@ -44,7 +50,14 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$PROJECT_ROOT/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$PROJECT_ROOT/dags}"
 export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$PROJECT_ROOT/plugins}"
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
-export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+case "${CPS_EXECUTOR:-local}" in
+    celery|CeleryExecutor) _cps_executor=CeleryExecutor ;;
+    local|LocalExecutor) _cps_executor=LocalExecutor ;;
+    *) echo "env.sh: CPS_EXECUTOR must be local or celery, not '${CPS_EXECUTOR}'; using local" >&2
+       _cps_executor=LocalExecutor ;;
+esac
+export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-$_cps_executor}"
+unset _cps_executor
 # LocalExecutor forks `parallelism` workers up front (32 by default, ~1 GiB): 4 suits 2 cores.
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
@@ -73,6 +86,23 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPL
 export AIRFLOW__PROVIDERS_ODBC__ALLOW_DRIVER_IN_EXTRA="${AIRFLOW__PROVIDERS_ODBC__ALLOW_DRIVER_IN_EXTRA:-True}"
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="${AIRFLOW__LOGGING__BASE_LOG_FOLDER:-$AIRFLOW_HOME/logs}"
 export AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY="${AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY:-$AIRFLOW__LOGGING__BASE_LOG_FOLDER/dag_processor}"
+
+# --- CeleryExecutor (CPS_EXECUTOR=celery; only then) ---
+# Redis is the broker, the metadata database the result backend (celery_taskmeta tables).
+# scripts/airflow-services.sh also starts CPS_CELERY_WORKERS `airflow celery worker`s, each
+# with its own Celery hostname, [core] hostname_callable value and log server port.
+case "$AIRFLOW__CORE__EXECUTOR" in
+    *CeleryExecutor*)
+        export CPS_CELERY_WORKERS="${CPS_CELERY_WORKERS:-2}"
+        export CPS_CELERY_CONCURRENCY="${CPS_CELERY_CONCURRENCY:-2}"
+        export CPS_REDIS_HOST="${CPS_REDIS_HOST:-127.0.0.1}"
+        export CPS_REDIS_PORT="${CPS_REDIS_PORT:-6379}"
+        export CPS_CELERY_REDIS_DB="${CPS_CELERY_REDIS_DB:-0}"
+        export AIRFLOW__CELERY__BROKER_URL="${AIRFLOW__CELERY__BROKER_URL:-redis://${CPS_REDIS_HOST}:${CPS_REDIS_PORT}/${CPS_CELERY_REDIS_DB}}"
+        export AIRFLOW__CELERY__RESULT_BACKEND="${AIRFLOW__CELERY__RESULT_BACKEND:-db+postgresql://${CPS_PG_USER}@${CPS_PG_HOST}:${CPS_PG_PORT}/${CPS_AIRFLOW_DB}}"
+        export AIRFLOW__CELERY__WORKER_CONCURRENCY="${AIRFLOW__CELERY__WORKER_CONCURRENCY:-$CPS_CELERY_CONCURRENCY}"
+        ;;
+esac
 
 # --- Portal sync ---
 export PORTAL_SYNC_CONFIG="${PORTAL_SYNC_CONFIG:-$PROJECT_ROOT/include/config/communities.yaml}"
@@ -151,6 +181,22 @@ cps_ensure_db_services() {
                 until cps_port_open 127.0.0.1 3306; do
                     t=$((t + 1))
                     if [ "$t" -ge 60 ]; then echo "MariaDB did not come up" >&2; return 1; fi
+                    sleep 1
+                done
+                ;;
+            redis)
+                cps_port_open 127.0.0.1 6379 && continue
+                if ! command -v redis-server >/dev/null 2>&1; then
+                    echo "Redis does not answer at 127.0.0.1:6379 and redis-server is missing" >&2
+                    return 1
+                fi
+                echo "starting Redis"
+                redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+                    --dir /tmp --logfile /tmp/cps-redis.log || true
+                t=0
+                until cps_port_open 127.0.0.1 6379; do
+                    t=$((t + 1))
+                    if [ "$t" -ge 30 ]; then echo "Redis did not come up" >&2; return 1; fi
                     sleep 1
                 done
                 ;;

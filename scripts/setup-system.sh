@@ -30,6 +30,13 @@ fi
 if ! command -v psql >/dev/null 2>&1; then
     wanted+=(postgresql-client)
 fi
+# The test suite also needs a MariaDB source server and Redis (the Celery broker test).
+if ! cps_port_open 127.0.0.1 3306 && [ ! -x /usr/sbin/mariadbd ]; then
+    wanted+=(mariadb-server)
+fi
+if ! cps_port_open 127.0.0.1 6379 && ! command -v redis-server >/dev/null 2>&1; then
+    wanted+=(redis-server)
+fi
 
 missing=()
 for p in "${wanted[@]}"; do

@@ -13,7 +13,7 @@ if [ ! -x "$PROJECT_ROOT/.venv/bin/python" ]; then
     exit 1
 fi
 
-cps_ensure_db_services postgres mariadb
+cps_ensure_db_services postgres mariadb redis
 
 set +e
 python -m pytest "$@"

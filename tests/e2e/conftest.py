@@ -43,10 +43,15 @@ def _conn_json(conn_type: str, **fields) -> str:
 
 @pytest.fixture(scope="module")
 def private_airflow(tmp_path_factory, portal_url) -> Iterator[callable]:
-    """Factory: private_airflow(communities=[...], sources={conn_id: sqlite_path}, port=...) -> PrivateAirflow."""
+    """Factory: private_airflow(communities=[...], sources={conn_id: sqlite_path}, port=..., extra_env=None).
+
+    ``extra_env`` is applied last, over everything the fixture sets (e.g. CPS_EXECUTOR=celery, or
+    AIRFLOW_CONN_PORTAL_DB for another portal database).
+    """
     started: list[tuple[dict, str]] = []
 
-    def start(communities: list[dict], sources: dict[str, Path], port: int) -> PrivateAirflow:
+    def start(communities: list[dict], sources: dict[str, Path], port: int,
+              extra_env: dict[str, str] | None = None) -> PrivateAirflow:
         home = tmp_path_factory.mktemp("airflow")
         config = home / "communities.yaml"
         config.write_text(yaml.safe_dump({"communities": communities}))
@@ -66,6 +71,7 @@ def private_airflow(tmp_path_factory, portal_url) -> Iterator[callable]:
         for conn_id, path in sources.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = _conn_json(
                 "odbc", schema=str(path), extra={"driver": "SQLite3", "StepAPI": "1"})
+        env.update(extra_env or {})
         subprocess.run([str(ROOT / "scripts" / "airflow-init.sh")], env=env, check=True, timeout=600)
         started.append((env, db))
         subprocess.run([str(ROOT / "scripts" / "airflow-services.sh"), "start"], env=env, check=True, timeout=600)
