@@ -80,6 +80,15 @@ class AirflowClient:
         )
         return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
 
+    def asset_events(self, uri: str) -> list[dict]:
+        """Events of one asset (newest first), with their extra data."""
+        assets = self._request("GET", f"/api/v2/assets?uri_pattern={urllib.request.quote(uri, safe='')}")["assets"]
+        match = [a for a in assets if a["uri"] == uri]
+        if not match:
+            return []
+        answer = self._request("GET", f"/api/v2/assets/events?asset_id={match[0]['id']}&order_by=-timestamp")
+        return answer["asset_events"]
+
     def list_runs(self, dag_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
 

@@ -48,3 +48,15 @@ def test_a_triggered_run_syncs_the_community_through_airflow(private_airflow, ma
     assert outcome == "published"
     assert staged_left == 0
     assert name == "End-to-End Town"
+    # Each portal table of the community is an asset, updated with the run's counts.
+    with psycopg.connect(portal_url) as conn:
+        inserted = dict(conn.execute(
+            "SELECT dataset, rows_inserted FROM sync.run_datasets d JOIN sync.runs r USING (run_key)"
+            " WHERE r.airflow_run_id = %s", (run_id,)).fetchall())
+    for dataset in DATASETS:
+        events = client.asset_events(f"portal://e2etown/{dataset}")
+        ours = [e for e in events if e.get("source_run_id") == run_id]
+        assert ours, (dataset, events[:2])
+        extra = ours[0]["extra"]
+        assert extra["community"] == "E2ETOWN" and extra["dataset"] == dataset
+        assert extra["phase"] == "published" and extra["rows_inserted"] == inserted[dataset]
