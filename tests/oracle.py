@@ -8,6 +8,7 @@ up as a difference instead of being checked against itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -46,6 +47,47 @@ def exact_money(value) -> bool:
 
 def all_exact(row: dict, *columns: str) -> bool:
     return all(exact_money(row[c]) for c in columns)
+
+
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+STAMP_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?")
+INT32 = range(-(2**31), 2**31)
+
+
+def readable(row: dict, ints: Sequence[str] = (), bigints: Sequence[str] = (), dates: Sequence[str] = (),
+             stamps: Sequence[str] = ()) -> bool:
+    """The contract's typed values: integers (INT in 32 bits), dates (YYYY-MM-DD) and naive local
+    date-times whose instant exists in every zone (not on the calendar's first or last day). SQLite
+    stores anything ('12abc' in an INT column, 'yesterday' in a DATE, a time-zone suffix): such a row
+    has no portal form and is refused."""
+    for col in (*ints, *bigints):
+        value = row[col]
+        if value is not None and (type(value) is not int or (col in ints and value not in INT32)):
+            return False
+    for col in dates:
+        value = row[col]
+        if value is None or isinstance(value, date):
+            continue
+        if not (isinstance(value, str) and DATE_TEXT.fullmatch(value)):
+            return False
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return False
+    for col in stamps:
+        value = row[col]
+        if value is None:
+            continue
+        if not isinstance(value, datetime):
+            if not (isinstance(value, str) and STAMP_TEXT.fullmatch(value)):
+                return False
+            try:
+                value = as_naive(value)
+            except ValueError:
+                return False
+        if not datetime(1, 1, 2) <= value < datetime(9999, 12, 31):
+            return False
+    return True
 
 
 TRANSACTION_TYPES = {"BILL", "PEN", "ADJ", "PMT", "PMTADJ", "XFER", "DEP", "DEPAPP", "BEGBAL", "VOID"}
@@ -127,6 +169,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             if (trimmed(c["Status"]) not in ACCOUNT_STATUS or trimmed(c["OnlineAccess"]) not in ("Y", "N")
                     or c["CustomerType"] not in CUSTOMER_TYPES):
                 continue  # a code with no portal meaning: refused
+            if not readable(c, ints=("CustomerID", "LocationID", "ContactID", "LandlordContactID", "MasterCustomerID"),
+                            dates=("ConnectDate", "FinalBillDate")):
+                continue
             status = ACCOUNT_STATUS[trimmed(c["Status"])]
             online = trimmed(c["OnlineAccess"]) == "Y"
             address = " ".join(p for p in (_nonblank(loc["HouseNumber"]), _nonblank(loc["StreetName"]),
@@ -160,6 +205,8 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             if trimmed(a["Status"]) not in ASSESSMENT_STATUS or not all_exact(
                     a, "OriginalAmount", "PrincipalBalance", "InstallmentAmount"):
                 continue
+            if not readable(a, ints=("AssessmentID", "OwnerContactID", "LocationID"), dates=("NextDueDate",)):
+                continue
             assessments[(a["AssessmentID"],)] = {
                 "parcel_number": a["ParcelNumber"], "district": a["District"], "description": a["Description"],
                 "owner_resident_id": a["OwnerContactID"], "location_id": a["LocationID"],
@@ -181,6 +228,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             if (ln["TransactionType"] not in TRANSACTION_TYPES or ln["ServiceCode"] not in SERVICE_CODES
                     or not all_exact(ln, "Amount")):
                 continue
+            if not readable(ln, ints=("CustomerID",), bigints=("TransactionID", "VoidsTransactionID"),
+                            dates=("TransactionDate", "DueDate"), stamps=("InputDate",)):
+                continue
             charges[(ln["TransactionID"],)] = {
                 "account_id": ln["CustomerID"], "charge_type": ln["TransactionType"],
                 "service_code": ln["ServiceCode"], "description": ln["Description"], "amount": money(ln["Amount"]),
@@ -194,12 +244,15 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
     if "payments" in datasets:
         payments = {}
         for r in rows(sim, "CR_Receipt", [
-            "ReceiptID", "ReceiptNumber", "CustomerID", "ReceiptDate", "PaymentMethod", "Amount", "Status",
-            "StatusDate", "ConfirmationNumber"]):
+            "ReceiptID", "ReceiptNumber", "CustomerID", "ReceiptDate", "InputDate", "PaymentMethod", "Amount",
+            "Status", "StatusDate", "ConfirmationNumber"]):
             if r["CustomerID"] is None or r["CustomerID"] not in customer_ids:
                 continue
             if (trimmed(r["Status"]) not in RECEIPT_STATUS or r["PaymentMethod"] not in PAYMENT_METHODS
                     or not all_exact(r, "Amount")):
+                continue
+            if not readable(r, ints=("CustomerID",), bigints=("ReceiptID",),
+                            stamps=("ReceiptDate", "InputDate", "StatusDate")):
                 continue
             payments[(r["ReceiptID"],)] = {
                 "account_id": r["CustomerID"], "receipt_number": r["ReceiptNumber"], "amount": money(r["Amount"]),
@@ -220,6 +273,9 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
             if trimmed(b["Delinquent"]) not in ("Y", "N") or not all_exact(
                     b, "BalanceCurrent", "Balance30", "Balance60", "Balance90", "Balance120", "TotalBalance",
                     "LastBillAmount", "LastPaymentAmount"):
+                continue
+            if not readable(b, ints=("CustomerID",), dates=("LastBillDate", "DueDate", "LastPaymentDate"),
+                            stamps=("AsOf",)):
                 continue
             total = money(b["TotalBalance"])
             past = [money(b[k]) for k in ("Balance30", "Balance60", "Balance90", "Balance120")]
@@ -246,7 +302,7 @@ def expected_portal(sim, community: str, zone_name: str, datasets: Iterable[str]
         residents = {}
         for cid in pointed - {None}:
             c = contacts.get(cid)
-            if c is None or trimmed(c["ContactType"]) not in ("P", "B"):
+            if c is None or trimmed(c["ContactType"]) not in ("P", "B") or not readable(c, ints=("ContactID",)):
                 continue
             kind = "business" if trimmed(c["ContactType"]) == "B" else "person"
             if kind == "business":

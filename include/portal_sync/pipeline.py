@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
-import pyarrow as pa
 import pyodbc
 from psycopg.types.json import Jsonb
 
 from portal_sync import audit, stage
 from portal_sync.config import Community
 from portal_sync.datasets import DATASETS, ORGANIZATION, Dataset
-from portal_sync.extract import ROW_ID, ExtractStats, arrow_schema, identifier_quote, read_batches, select_sql
+from portal_sync.extract import ExtractStats, identifier_quote, read_batches, select_sql, staged_schema
 from portal_sync.freshness import cadence, freshness, is_due, last_published
 from portal_sync.params import RunRequest
 from portal_sync.publish import DeleteGuard, PublishInput, publish
@@ -200,7 +199,7 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
                         yield from read_batches(ctx.source_odbc, extract, quote, stats=stats, where=where,
                                                 parameters=params)
 
-                stage.load_batches(ctx.portal_url, table, _with_row_id(arrow_schema(extract)), batches())
+                stage.load_batches(ctx.portal_url, table, staged_schema(extract), batches())
                 stage.finish_table(conn, table, extract)
                 if extract is ds.primary:
                     primary_rows = stats.rows
@@ -211,11 +210,20 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
             )
         except Exception as exc:
             message = f"{community} {name}: extract failed: {type(exc).__name__}: {exc}"
-            audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=message[:2000])
+            _record_failure(conn, ctx.run_key, name, message)
             raise SyncError(message) from exc
     log.info("%s %s: staged %d rows (%s) in %.1fs", community, name, primary_rows, row["mode"],
              time.monotonic() - started)
     return primary_rows
+
+
+def _record_failure(conn: psycopg.Connection, run_key: str, name: str, message: str) -> None:
+    """Note a step's failure in its audit row; when the portal database itself is what failed, the
+    step still raises its own message (community, data set) instead of the audit write's error."""
+    try:
+        audit.update_dataset(conn, run_key, name, phase="failed", error=message[:2000])
+    except psycopg.Error as exc:
+        log.warning("%s: the failure could not be recorded in sync.run_datasets: %s", run_key, exc)
 
 
 QUARANTINE_CHUNK = 200
@@ -251,10 +259,6 @@ def primary_reads(ds: Dataset, row: dict, zone: ZoneInfo, quarantined: list[str]
         marks = ", ".join("?" for _ in chunk)
         reads.append((f"{key} IN ({marks}) AND NOT ({where})", [*chunk, *params]))
     return reads
-
-
-def _with_row_id(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(ROW_ID, pa.int64()), *schema])
 
 
 def _staged_tables(row: dict) -> dict[str, str]:
@@ -301,7 +305,7 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
             )
         except Exception as exc:
             message = f"{community} {name}: validation could not run: {type(exc).__name__}: {exc}"
-            audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=message[:2000])
+            _record_failure(conn, ctx.run_key, name, message)
             raise SyncError(message) from exc
         record_results(conn, ctx.run_key, community, name, outcomes, row["rows_extracted"])
         failing = [o for o in outcomes if o.failing_rows]
@@ -401,10 +405,15 @@ def publish_run(ctx: RunContext) -> dict[str, dict]:
         if inputs:
             guard = DeleteGuard(community.max_delete_share, community.mass_delete_min_rows,
                                 ctx.request.allow_mass_delete)
-            outcome = publish(
-                conn, community=community.code, community_name=org_name, time_zone=zone, run_key=ctx.run_key,
-                inputs=inputs, enabled=community.datasets, visible_statuses=community.visible_statuses, guard=guard,
-            )
+            try:
+                outcome = publish(
+                    conn, community=community.code, community_name=org_name, time_zone=zone, run_key=ctx.run_key,
+                    inputs=inputs, enabled=community.datasets, visible_statuses=community.visible_statuses,
+                    guard=guard,
+                )
+            except psycopg.Error as exc:  # e.g. the portal database restarted mid-transaction
+                raise SyncError(f"{community.code}: publish failed ({', '.join(ready)}): "
+                                f"{type(exc).__name__}: {exc}".strip()) from exc
             for name, c in outcome.counts.items():
                 audit.update_dataset(
                     conn, ctx.run_key, name, phase="published", rows_inserted=c.inserted, rows_updated=c.updated,

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
 from portal_sync.datasets import DATASETS, Dataset
 from portal_sync.stage import STAGE_SCHEMA
@@ -161,7 +162,13 @@ def merge_dataset(
     # Never backwards: not an older read over a newer one, not an older version over a newer one.
     newer = ["(t.source_read_at IS NULL OR {new}.source_read_at >= t.source_read_at)"]
     if ds.version_column:
-        newer.append(f"{{new}}.{_q(ds.version_column)} >= t.{_q(ds.version_column)}")
+        v = _q(ds.version_column)
+        # A local stamp in the hour a DST fall-back repeats has two readings (projected as the later
+        # one), so an older-looking version may be the newer: inside that hour the newer read wins.
+        zone = sql.Literal(params["tz"]).as_string(conn)
+        fold = "((({x} - interval '1 hour') AT TIME ZONE {z}) = ({x} AT TIME ZONE {z}))"
+        newer.append(f"({{new}}.{v} >= t.{v} OR ({{new}}.source_read_at > t.source_read_at"
+                     f" AND {fold.format(x='{new}.' + v, z=zone)} AND {fold.format(x='t.' + v, z=zone)}))")
     newer_sql = " AND ".join(newer)
     changed_p = f"(({old}) IS DISTINCT FROM ({', '.join(f'p.{_q(c)}' for c in value_cols)}) OR {was_gone})"
 
@@ -218,6 +225,8 @@ def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], sco
     gone = f"NOT EXISTS (SELECT 1 FROM {source_keys} s WHERE {join})"
     if scope:
         gone = f"({gone} OR NOT EXISTS (SELECT 1 FROM (SELECT t.resident_id AS \"ContactID\") s WHERE {scope}))"
+    if item.read_at is not None:  # never backwards: an older read cannot judge a row a newer read wrote
+        gone = f"({gone} AND (t.source_read_at IS NULL OR t.source_read_at <= %(read_at)s))"
     live = f"t.community_code = %(community)s AND {' AND '.join(f't.{c} IS NULL' for c in tombstones)}"
     doomed, live_rows = conn.execute(
         f"SELECT count(*) FILTER (WHERE {gone}), count(*) FROM {target} t WHERE {live}", args

@@ -17,7 +17,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from portal_sync.datasets import Extract, SourceColumn
-from portal_sync.extract import ROW_ID
+from portal_sync.extract import ROW_ID, UNREADABLE
 
 STAGE_SCHEMA = "stage"
 
@@ -53,6 +53,7 @@ def _column_ddl(column: SourceColumn) -> sql.Composable:
 def create_table(conn: psycopg.Connection, table: str, extract: Extract) -> None:
     columns = [sql.SQL("{} bigint NOT NULL").format(sql.Identifier(ROW_ID))]
     columns += [_column_ddl(c) for c in extract.columns]
+    columns.append(sql.SQL("{} text").format(sql.Identifier(UNREADABLE)))  # why a value read inexactly
     conn.execute(
         sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
     )

@@ -20,7 +20,7 @@ import psycopg
 
 from portal_sync.config import Quality
 from portal_sync.datasets import DATASETS, Dataset
-from portal_sync.extract import ROW_ID
+from portal_sync.extract import ROW_ID, UNREADABLE
 from portal_sync.stage import STAGE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,12 @@ def _lit(text: str) -> str:
 
 def _value_text(column: str) -> str:
     return f"coalesce(s.{_q(column)}::text, 'NULL')"
+
+
+def _read_exactly(alias: str, *columns: str) -> str:
+    """SQL: these columns of the row were read exactly (``_unreadable`` names no problem with them)."""
+    flags = f"'; ' || coalesce({alias}.{_q(UNREADABLE)}, '')"
+    return " AND ".join(f"strpos({flags}, {_lit('; ' + c + '=')}) = 0" for c in columns)
 
 
 def _reason(prefix: str, *columns: str) -> str:
@@ -102,10 +108,21 @@ def _integrity_rules(dataset: Dataset) -> list[Rule]:
         Rule(
             "key_unique",
             f"{primary.table} key {', '.join(key_cols)} is unique",
-            "(" + ", ".join(f"s.{_q(k)}" for k in key_cols) + ") IN (SELECT "
-            + ", ".join(_q(k) for k in key_cols) + " FROM {" + primary.name + "} GROUP BY "
-            + ", ".join(_q(k) for k in key_cols) + " HAVING count(*) > 1)",
+            # A row whose key was not read exactly (SQLite '12abc' reads as 12) is refused by
+            # unreadable_value; it must not also take down the row that really has that key.
+            # (Likewise a reference never counts a target key that was not read exactly.)
+            f"{_read_exactly('s', *key_cols)} AND (" + ", ".join(f"s.{_q(k)}" for k in key_cols) + ") IN (SELECT "
+            + ", ".join(f"d.{_q(k)}" for k in key_cols) + " FROM {" + primary.name + "} d WHERE "
+            + _read_exactly("d", *key_cols) + " GROUP BY " + ", ".join(f"d.{_q(k)}" for k in key_cols)
+            + " HAVING count(*) > 1)",
             _reason("duplicate key", *key_cols),
+        ),
+        Rule(
+            "unreadable_value",
+            "every value reads exactly as its declared type (no NUL in text; on SQLite sources also no "
+            "non-integer in an integer column, no impossible date, no time-zone suffix)",
+            f"s.{_q(UNREADABLE)} IS NOT NULL",
+            f"concat('not read exactly from the source: ', s.{_q(UNREADABLE)})",
         ),
     ]
     required = [c for c in primary.columns if not c.nullable and c.name not in key_cols]
@@ -136,6 +153,37 @@ def _integrity_rules(dataset: Dataset) -> list[Rule]:
                 + ")",
             )
         )
+    sized = [c for c in primary.columns if c.kind in ("text", "char") and c.length]
+    if sized:
+        rules.append(
+            Rule(
+                "text_length",
+                "text fits its declared length (a longer value would have to be cut to publish)",
+                " OR ".join(f"char_length(s.{_q(c.name)}) > {c.length}" for c in sized),
+                "concat('longer than declared:', "
+                + ", ".join(
+                    f"CASE WHEN char_length(s.{_q(c.name)}) > {c.length} THEN concat(' ', {_lit(c.name)}, ' has ', "
+                    f"char_length(s.{_q(c.name)}), ' characters (declared {c.length}): ', "
+                    f"left(s.{_q(c.name)}, 30), '...') END"
+                    for c in sized
+                )
+                + ")",
+            )
+        )
+    stamps = [c for c in primary.columns if c.kind == "datetime"]
+    if stamps:
+        # A local time converts to an instant in the community's zone (offsets lie within a day):
+        # the first and last day of the calendar may convert to a year before 1 or after 9999,
+        # which SQL Server, Python and most portal clients cannot represent.
+        rules.append(
+            Rule(
+                "datetime_range",
+                "local times lie between 0001-01-02 and 9999-12-30 (their instant exists in every zone)",
+                " OR ".join(f"s.{_q(c.name)} < TIMESTAMP '0001-01-02' OR s.{_q(c.name)} >= TIMESTAMP '9999-12-31'"
+                            for c in stamps),
+                _reason("local time at the end of the calendar:", *(c.name for c in stamps)),
+            )
+        )
     for code in dataset.codes:
         allowed = ", ".join(_lit(v) for v in code.allowed)
         rules.append(
@@ -153,7 +201,7 @@ def _integrity_rules(dataset: Dataset) -> list[Rule]:
                 ref.rule,
                 ref.description,
                 f"s.{_q(ref.column)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} r "
-                f"WHERE r.{_q(ref.target_column)} = s.{_q(ref.column)})",
+                f"WHERE r.{_q(ref.target_column)} = s.{_q(ref.column)} AND {_read_exactly('r', ref.target_column)})",
                 _reason(ref.description, ref.column),
             )
         )
@@ -193,7 +241,7 @@ def table_checks_for(dataset: Dataset, quality: Quality, *, mode: str, previous_
     checks = [TableCheck(
         "staged_columns", "the staged columns are exactly the declared allow-list (no sensitive column can slip in)",
         quality.severity_of(dataset.name, "staged_columns", "fail"),
-        columns=(ROW_ID, *(c.name for c in dataset.primary.columns)),
+        columns=(ROW_ID, *(c.name for c in dataset.primary.columns), UNREADABLE),
     )]
     if mode == "full" and previous_rows is not None:
         slack = max(quality.snapshot_change_share * previous_rows, quality.snapshot_change_min_rows)
