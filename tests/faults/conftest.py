@@ -1,0 +1,48 @@
+"""Fixtures of the fault tests: private PostgreSQL servers the tests may stop and kill, a town-sized
+source that makes reads last long enough to strike during them, and the private Airflow.
+
+The shared PostgreSQL (5432) and MariaDB (3306) are never stopped: an outage is always
+staged on a private cluster that this package creates and removes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faultkit import PrivatePostgres, build_source
+
+_E2E = Path(__file__).resolve().parents[1] / "e2e" / "conftest.py"
+_spec = importlib.util.spec_from_file_location("cps_e2e_fixtures", _E2E)
+_e2e = sys.modules.setdefault("cps_e2e_fixtures", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(_e2e)
+private_airflow = _e2e.private_airflow  # the shared private-Airflow fixture (tests/e2e/conftest.py)
+
+FAULT_PG_PORT = int(os.environ.get("CPS_FAULT_PG_PORT", "5499"))
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL 15 cluster (trust auth, 127.0.0.1), stopped and removed afterwards."""
+    pg = PrivatePostgres.create(Path(f"/tmp/cps_faultpg_{uuid.uuid4().hex[:8]}"), FAULT_PG_PORT)
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+
+
+@pytest.fixture(scope="module")
+def village(tmp_path_factory):
+    """A quarter of a `town` (800 accounts, about 150 k ledger lines) in SQLite, built once per module:
+    big enough that a read, a COPY or a merge lasts long enough to strike during it."""
+    from caselle_sim import Preset
+
+    sim = build_source(tmp_path_factory.mktemp("village") / "village.db", Preset("village", 800), seed=21)
+    yield sim
+    sim.close()
+    sim.spec.drop()
