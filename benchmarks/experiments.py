@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Experiments behind the fixes proposed for missed targets (not the product's code path).
+
+    .venv/bin/python benchmarks/experiments.py extract --preset city --source sqlite --repeat 3 \
+        --out docs/benchmarks/experiments.json
+
+``extract``: the product's extract of the ledger alone (read_batches -> stage.load_batches ->
+stage.finish_table) as the product does it (serial: the ADBC COPY waits while arrow-odbc fetches
+the next batch) against the same with the ODBC read prefetched in a thread (a queue of two
+batches), at two batch sizes; ``--extract-modes read`` times the product's read alone.
+
+``validate``: the ledger staged once per repetition, then its rules run three ways: the product's
+SQL (one INSERT ... SELECT per rule, use_gx=False), the product's default (Great Expectations, then
+the same SQL) and every rule in one scan (CROSS JOIN LATERAL (VALUES ...)); the findings must agree.
+
+``publish``: the ledger staged once per repetition, then published into an empty portal.charges by the
+product's merge_dataset, by its projection plus a plain INSERT, and by one INSERT ... SELECT of the
+projection (see tasks.publish_ledger).
+
+``reconcile``: the publish of a reconciliation alone, on a loaded and analyzed portal.charges with 1 %
+of its rows altered and 0.5 % of the staged keys removed: the product's merge_dataset, the same with
+a larger work_mem, and the proposed classify-first merge (see tasks.reconcile_ledger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import run  # noqa: F401  (sets sys.path to the code measured)
+from measure import run_child, summarize
+
+log = logging.getLogger("bench")
+
+
+def extract(args) -> dict:
+    source = run.Source(args.preset, args.source, args.seed, args.workdir)
+    source.prepare()
+    db = f"cps_bench_exp_{args.preset}"
+    url = run.create_db(db)
+    results: dict = {"ledger_rows": source.ledger_rows(), "runs": {}}
+    try:
+        plans = [(f"{mode} {rows // 1000}k", {"mode": mode, "batch_rows": rows})
+                 for rows in args.batch_rows for mode in args.extract_modes]
+        for _ in range(args.repeat):
+            for name, kwargs in plans:
+                if kwargs["mode"] == "bare":  # the bare query of the ceiling, for comparison
+                    m = run_child(name, "ceiling_read", {"source_odbc": source.odbc, "batch_rows": kwargs["batch_rows"]},
+                                  databases=[db, *source.databases])
+                    m.extra.update({"load_seconds": 0.0, "finish_seconds": 0.0})
+                else:
+                    m = run_child(name, "stage_ledger", {"source_odbc": source.odbc, "pg_url": url, **kwargs},
+                                  databases=[db, *source.databases])
+                log.info("%s: %d rows in %.1f s (%.0f rows/s; load %.1f s, index+analyze %.1f s), CPU %.1f s, "
+                         "PostgreSQL CPU %.1f s, RSS %.0f MiB", name, m.rows, m.wall, m.rows_per_s,
+                         m.extra["load_seconds"], m.extra["finish_seconds"], m.cpu, m.pg_cpu, m.rss_mib)
+                results["runs"].setdefault(name, []).append(m.__dict__)
+        results["medians"] = {name: {**summarize([run.Measurement(**r) for r in runs]),
+                                     "load_seconds": run_median([r["extra"]["load_seconds"] for r in runs]),
+                                     "finish_seconds": run_median([r["extra"]["finish_seconds"] for r in runs])}
+                              for name, runs in results["runs"].items()}
+    finally:
+        run.drop_db(db)
+        source.close(keep_pristine=True)
+    return results
+
+
+def validate(args) -> dict:
+    from portal_sync.migrate import migrate
+
+    source = run.Source(args.preset, args.source, args.seed, args.workdir)
+    source.prepare()
+    db = f"cps_bench_exp_{args.preset}"
+    url = run.create_db(db)
+    migrate(url)
+    results: dict = {"ledger_rows": source.ledger_rows(), "runs": []}
+    try:
+        for _ in range(args.repeat):
+            m = run_child("validate", "validate_ledger", {"source_odbc": source.odbc, "pg_url": url,
+                                                          "modes": args.modes},
+                          databases=[db, *source.databases])
+            log.info("validate %d rows: %s; failing rows per rule: %s", m.rows, m.extra["validate_seconds"],
+                     m.extra["failing"])
+            results["runs"].append(m.__dict__)
+        results["medians"] = {mode: run_median([r["extra"]["validate_seconds"][mode] for r in results["runs"]])
+                              for mode in args.modes}
+    finally:
+        run.drop_db(db)
+        source.close(keep_pristine=True)
+    return results
+
+
+def publish(args) -> dict:
+    from portal_sync.migrate import migrate
+
+    source = run.Source(args.preset, args.source, args.seed, args.workdir)
+    source.prepare()
+    db = f"cps_bench_exp_{args.preset}"
+    url = run.create_db(db)
+    migrate(url)
+    variants = ["product", "insert", "direct"]
+    results: dict = {"ledger_rows": source.ledger_rows(), "runs": []}
+    try:
+        for _ in range(args.repeat):
+            m = run_child("publish", "publish_ledger", {"source_odbc": source.odbc, "pg_url": url,
+                                                        "variants": variants}, databases=[db, *source.databases])
+            log.info("publish %d rows: %s", m.rows, m.extra["publish_seconds"])
+            results["runs"].append(m.__dict__)
+        results["medians"] = {v: run_median([r["extra"]["publish_seconds"][v] for r in results["runs"]])
+                              for v in variants}
+    finally:
+        run.drop_db(db)
+        source.close(keep_pristine=True)
+    return results
+
+
+def reconcile(args) -> dict:
+    from portal_sync.migrate import migrate
+
+    source = run.Source(args.preset, args.source, args.seed, args.workdir)
+    source.prepare()
+    db = f"cps_bench_exp_{args.preset}"
+    url = run.create_db(db)
+    migrate(url)
+    variants = ["classify", "product", "product_work_mem"]
+    results: dict = {"ledger_rows": source.ledger_rows(), "runs": []}
+    try:
+        for _ in range(args.repeat):
+            m = run_child("reconcile", "reconcile_ledger", {"source_odbc": source.odbc, "pg_url": url,
+                                                            "variants": variants}, databases=[db, *source.databases])
+            log.info("reconcile publish of %d rows: %s; %s", m.rows, m.extra["publish_seconds"], m.extra["counts"])
+            results["runs"].append(m.__dict__)
+        results["medians"] = {v: run_median([r["extra"]["publish_seconds"][v] for r in results["runs"]])
+                              for v in variants}
+    finally:
+        run.drop_db(db)
+        source.close(keep_pristine=True)
+    return results
+
+
+def run_median(values):
+    from statistics import median
+
+    return median(values) if values else None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", choices=["extract", "validate", "publish", "reconcile"])
+    p.add_argument("--preset", default="town")
+    p.add_argument("--source", default="sqlite")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--batch-rows", default="50000,200000")
+    p.add_argument("--modes", default="sql,one_pass,gx", help="validate: which ways to run the rules")
+    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, read, bare")
+    p.add_argument("--workdir", type=Path, default=run.DEFAULT_WORKDIR)
+    p.add_argument("--out", type=Path, default=run.ROOT / "docs" / "benchmarks" / "experiments.json")
+    args = p.parse_args()
+    args.batch_rows = [int(x) for x in args.batch_rows.split(",")]
+    args.modes = [x for x in args.modes.split(",") if x]
+    args.extract_modes = [x for x in args.extract_modes.split(",") if x]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result = {"extract": extract, "validate": validate, "publish": publish,
+              "reconcile": reconcile}[args.experiment](args)
+    result.update({"finished": datetime.now(UTC).isoformat(timespec="seconds"), "argv": sys.argv[1:],
+                   "commit": run.machine()["commit"]})
+    data[f"{args.experiment} {args.preset}/{args.source}"] = result
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    for name, s in result["medians"].items():
+        if not isinstance(s, dict):
+            print(f"{name:16} {s:.1f} s (median)")
+            continue
+        print(f"{name:16} {s['rows']:>10,} rows {s['wall']:7.1f} s {s['rows_per_s']:>9,.0f} rows/s  load "
+              f"{s['load_seconds']:.1f} s  index+analyze {s['finish_seconds']:.1f} s  CPU {s['cpu']:.1f} s  "
+              f"PG CPU {s['pg_cpu']:.1f} s  RSS {s['rss_mib']:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

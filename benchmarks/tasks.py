@@ -1,0 +1,571 @@
+"""The measured units. Each function runs alone in a fresh interpreter (see measure.py / child.py)
+and returns ``{"rows": n, ...}``.
+
+- product_sync: the product's real code path, ``portal_sync.pipeline.run_sync``.
+- plain: ``pandas.read_sql`` over pyodbc, ``DataFrame.to_sql`` into PostgreSQL, an INSERT ... ON
+  CONFLICT merge into a keyed table.
+- generic_transfer: Airflow's ``GenericTransfer`` operator (``execute()`` with connections from
+  ``AIRFLOW_CONN_*``), then the same merge.
+- ceiling_read / ceiling_copy: the two unavoidable steps alone (arrow-odbc read into memory and
+  discard; server-side binary COPY FROM a local file into an UNLOGGED table); key_read: the
+  key-only read that delete detection needs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psycopg
+
+from portal_sync.datasets import TRANSACTION_KEYS, TRANSACTIONS
+
+LEDGER = TRANSACTIONS  # the ledger data set's read ("charges": UB_Transaction without PMT lines)
+
+# A keyed table like the portal's charges, for the baselines' merge.
+TARGET_DDL = """
+CREATE TABLE {table} (
+    transaction_id       bigint PRIMARY KEY,
+    customer_id          bigint NOT NULL,
+    transaction_type     text NOT NULL,
+    service_code         text,
+    description          text,
+    amount               numeric(12,2) NOT NULL,
+    transaction_date     date NOT NULL,
+    posted_at            timestamptz NOT NULL,
+    due_date             date,
+    period               text,
+    reference_number     text,
+    voids_transaction_id bigint
+)"""
+TARGET_COLUMNS = ("transaction_id", "customer_id", "transaction_type", "service_code", "description", "amount",
+                  "transaction_date", "posted_at", "due_date", "period", "reference_number", "voids_transaction_id")
+# Whatever types pandas or the hook gave the staged columns, go through text to the target's.
+SOURCE_EXPRESSIONS = ('"TransactionID"::bigint', '"CustomerID"::bigint', '"TransactionType"', '"ServiceCode"',
+                      '"Description"', '"Amount"::text::numeric(12,2)', '"TransactionDate"::text::date',
+                      "(\"InputDate\"::text::timestamp AT TIME ZONE 'America/Denver')", '"DueDate"::text::date',
+                      'rtrim("Period")', '"ReferenceNumber"', '"VoidsTransactionID"::bigint')
+# The staging-like table GenericTransfer inserts into (money as the driver's text, like the product).
+GT_STAGE_DDL = """
+CREATE TABLE {table} (
+    "TransactionID" bigint, "CustomerID" integer, "TransactionType" text, "ServiceCode" text,
+    "Description" text, "Amount" text, "TransactionDate" date, "InputDate" timestamp, "DueDate" date,
+    "Period" text, "ReferenceNumber" text, "VoidsTransactionID" bigint
+)"""
+
+
+def ledger_sql(where: str | None = None) -> str:
+    from portal_sync.extract import select_sql
+
+    return select_sql(LEDGER, '"', where)
+
+
+def merge_sql(stage: str, target: str) -> str:
+    values = ", ".join(TARGET_COLUMNS[1:])
+    excluded = ", ".join(f"EXCLUDED.{c}" for c in TARGET_COLUMNS[1:])
+    current = ", ".join(f"t.{c}" for c in TARGET_COLUMNS[1:])
+    return (
+        f"INSERT INTO {target} AS t ({', '.join(TARGET_COLUMNS)}) SELECT {', '.join(SOURCE_EXPRESSIONS)} FROM {stage}"
+        f" ON CONFLICT (transaction_id) DO UPDATE SET ({values}) = ({excluded})"
+        f" WHERE ({current}) IS DISTINCT FROM ({excluded})"
+    )
+
+
+def _fresh_target(pg_url: str, target: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+        conn.execute(f"DROP TABLE IF EXISTS {target}")
+        conn.execute(TARGET_DDL.format(table=target))
+
+
+# --- the product ------------------------------------------------------------------------------
+
+def _skip_validation(ctx, name: str) -> dict:
+    """Stand-in for pipeline.validate_dataset: mark the data set validated, run no check."""
+    from portal_sync import audit
+
+    with ctx.portal() as conn:
+        audit.update_dataset(conn, ctx.run_key, name, phase="validated", rows_refused=0, rows_warned=0,
+                             validate_seconds=0, error=None)
+    return {}
+
+
+def product_sync(portal_url: str, source_odbc: str, community: dict, run_id: str, validation: str = "gx",
+                 interval: list[str] | None = None, request: dict | None = None) -> dict:
+    """One ``run_sync``. validation: gx (the product's default, RunContext(use_gx=True)), sql (use_gx=False:
+    the same rules in plain SQL, no Great Expectations) or none (validate step replaced, see _skip_validation)."""
+    from datetime import datetime
+
+    from portal_sync import pipeline
+    from portal_sync.config import Community
+    from portal_sync.params import RunRequest
+
+    if validation == "none":
+        pipeline.validate_dataset = _skip_validation
+    ctx = pipeline.RunContext(
+        Community(**community), run_id, portal_url, source_odbc, use_gx=(validation == "gx"),
+        interval_start=datetime.fromisoformat(interval[0]) if interval else None,
+        interval_end=datetime.fromisoformat(interval[1]) if interval else None,
+        request=RunRequest(**(request or {})),
+    )
+    outcome = "published"
+    try:
+        pipeline.run_sync(ctx)
+    except pipeline.SyncError as exc:
+        outcome = f"failed: {exc}"
+    with psycopg.connect(portal_url) as conn:
+        cur = conn.execute(
+            "SELECT * FROM sync.run_datasets WHERE run_key = %s ORDER BY dataset", (ctx.run_key,))
+        names = [d.name for d in cur.description]
+        records = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    datasets = {r["dataset"]: r for r in records}
+    keep = ("mode", "phase", "rows_extracted", "rows_refused", "rows_warned", "rows_inserted", "rows_updated",
+            "rows_unchanged", "rows_deleted", "rows_restored", "rows_archived", "rows_superseded",
+            "extract_seconds", "validate_seconds", "publish_seconds", "error")
+    datasets = {k: {f: (float(v[f]) if f.endswith("_seconds") and v[f] is not None else v[f]) for f in keep}
+                for k, v in datasets.items()}
+    rows = sum(d["rows_extracted"] or 0 for d in datasets.values())
+    return {"rows": rows, "outcome": outcome, "run_key": ctx.run_key, "datasets": datasets}
+
+
+# --- the plain approach -------------------------------------------------------------------------
+
+def plain(source_odbc: str, pg_url: str, where: str | None = None) -> dict:
+    """pandas.read_sql over pyodbc (whole result in memory), to_sql (defaults), then the merge."""
+    import warnings
+
+    import pandas as pd
+    import pyodbc
+    import sqlalchemy
+
+    stage, target = "plain_stage", "bench.plain_target"
+    _fresh_target(pg_url, target)
+    times = {}
+    t0 = time.perf_counter()
+    source = pyodbc.connect(source_odbc, autocommit=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pandas wants SQLAlchemy; plain pyodbc is the usual way
+        frame = pd.read_sql(ledger_sql(where), source)
+    source.close()
+    times["read_sql"] = time.perf_counter() - t0
+    engine = sqlalchemy.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    t1 = time.perf_counter()
+    frame.to_sql(stage, engine, schema="bench", if_exists="replace", index=False)
+    times["to_sql"] = time.perf_counter() - t1
+    rows = len(frame)
+    del frame
+    t2 = time.perf_counter()
+    with psycopg.connect(pg_url) as conn:
+        merged = conn.execute(merge_sql(f"bench.{stage}", target)).rowcount
+    times["merge"] = time.perf_counter() - t2
+    engine.dispose()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE bench.{stage}")
+    return {"rows": rows, "merged": merged, "seconds": {k: round(v, 2) for k, v in times.items()}}
+
+
+def generic_transfer(pg_url: str, where: str | None = None) -> dict:
+    """GenericTransfer(source ODBC -> PostgreSQL) with its defaults, then the same merge.
+
+    Connections come from AIRFLOW_CONN_BENCH_SOURCE / AIRFLOW_CONN_BENCH_PORTAL (set by the
+    runner); execute() runs without a scheduler or metadata database.
+    """
+    from airflow.providers.common.sql.operators.generic_transfer import GenericTransfer
+
+    stage, target = "bench.gt_stage", "bench.gt_target"
+    _fresh_target(pg_url, target)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {stage}")
+        conn.execute(GT_STAGE_DDL.format(table=stage))
+    times = {}
+    t0 = time.perf_counter()
+    operator = GenericTransfer(task_id="bench_generic_transfer", sql=ledger_sql(where), destination_table=stage,
+                               source_conn_id="bench_source", destination_conn_id="bench_portal")
+    operator.execute(context={})
+    times["transfer"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
+        merged = conn.execute(merge_sql(stage, target)).rowcount
+    times["merge"] = time.perf_counter() - t1
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {stage}")
+    return {"rows": rows, "merged": merged, "seconds": {k: round(v, 2) for k, v in times.items()}}
+
+
+# --- the ceiling and the floor ---------------------------------------------------------------
+
+def _arrow_read(source_odbc: str, extract, where: str | None, batch_rows: int) -> tuple[int, int]:
+    from arrow_odbc import read_arrow_batches_from_odbc
+
+    from portal_sync.extract import arrow_schema, select_sql
+
+    schema = arrow_schema(extract)
+    reader = read_arrow_batches_from_odbc(
+        query=select_sql(extract, '"', where), connection_string=source_odbc, batch_size=batch_rows,
+        max_text_size=4000, map_schema=lambda _driver_schema: schema,
+    )
+    rows = batches = 0
+    for batch in reader:  # into memory, then dropped
+        rows += batch.num_rows
+        batches += 1
+    return rows, batches
+
+
+def ceiling_read(source_odbc: str, where: str | None = None, batch_rows: int = 50_000) -> dict:
+    """arrow-odbc read of the ledger with the product's query, pinned schema and batch size; discarded."""
+    rows, batches = _arrow_read(source_odbc, LEDGER, where, batch_rows)
+    return {"rows": rows, "batches": batches}
+
+
+def key_read(source_odbc: str, where: str | None = None, batch_rows: int = 50_000) -> dict:
+    """Key-only read (TransactionID of every ledger line): the floor of a reconciliation's delete check."""
+    rows, batches = _arrow_read(source_odbc, TRANSACTION_KEYS, where, batch_rows)
+    return {"rows": rows, "batches": batches}
+
+
+def make_copy_file(source_odbc: str, pg_url: str, path: str, where: str | None = None) -> dict:
+    """Not measured: load the ledger's rows once (arrow-odbc + ADBC, the columns as the read yields them)
+    and COPY them TO a binary file the server can read back."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow as pa
+    from arrow_odbc import read_arrow_batches_from_odbc
+
+    from portal_sync.extract import arrow_schema, select_sql
+
+    schema = arrow_schema(LEDGER)
+    batches = read_arrow_batches_from_odbc(
+        query=select_sql(LEDGER, '"', where), connection_string=source_odbc, batch_size=50_000,
+        max_text_size=4000, map_schema=lambda _driver_schema: schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+        conn.execute("DROP TABLE IF EXISTS bench.ceiling_src")
+    with adbc.connect(pg_url) as conn, conn.cursor() as cur:
+        rows = cur.adbc_ingest("ceiling_src", pa.RecordBatchReader.from_batches(schema, batches), mode="create",
+                               db_schema_name="bench")
+        conn.commit()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"COPY bench.ceiling_src TO '{path}' WITH (FORMAT binary)")
+        conn.execute("DROP TABLE IF EXISTS bench.ceiling_dst")
+        conn.execute("CREATE UNLOGGED TABLE bench.ceiling_dst (LIKE bench.ceiling_src)")  # the COPY target
+        conn.execute("DROP TABLE bench.ceiling_src")
+    return {"rows": int(rows), "bytes": os.path.getsize(path)}
+
+
+def ceiling_copy(pg_url: str, path: str) -> dict:
+    """Server-side COPY FROM the local binary file into the empty UNLOGGED table (no index), emptied after."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        rows = conn.execute(f"COPY bench.ceiling_dst FROM '{path}' WITH (FORMAT binary)").rowcount
+        copy_seconds = time.perf_counter() - t0
+        conn.execute("TRUNCATE bench.ceiling_dst")
+    return {"rows": rows, "copy_seconds": round(copy_seconds, 3)}
+
+
+# --- experiments behind the proposed fixes (benchmarks/experiments.py) ------------------------------
+
+def _prefetched(batches, depth: int = 2):
+    """Read the next batches in a thread while the caller (ADBC's COPY) writes the current one."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure: list[BaseException] = []
+
+    def pump():
+        try:
+            for batch in batches:
+                q.put(batch)
+        except BaseException as exc:  # handed to the consumer
+            failure.append(exc)
+        finally:
+            q.put(done)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while (item := q.get()) is not done:
+        yield item
+    if failure:
+        raise failure[0]
+
+
+def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows: int = 50_000,
+                 where: str | None = None) -> dict:
+    """The product's extract of the ledger alone (portal_sync.extract.read_batches into stage.load_batches,
+    then stage.finish_table), serial as in the product or with the read prefetched in a thread; ``read``:
+    the product's read_batches alone, discarded (to set against ceiling_read, the bare query)."""
+    import itertools
+
+    from portal_sync import stage
+    from portal_sync.extract import read_batches
+
+    if mode == "read":  # the product's read alone (its query and conversions), discarded
+        rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where))
+        return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
+    table = f"bench_ledger_{mode}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS stage")
+        stage.create_table(conn, table, LEDGER)
+    batches = read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where)
+    if mode == "prefetch":
+        batches = _prefetched(batches)
+    t0 = time.perf_counter()
+    first = next(batches)
+    loaded = stage.load_batches(pg_url, table, first.schema, itertools.chain([first], batches))
+    load_seconds = time.perf_counter() - t0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        t1 = time.perf_counter()
+        stage.finish_table(conn, table, LEDGER)
+        finish_seconds = time.perf_counter() - t1
+        conn.execute(f"DROP TABLE stage.{table}")
+    return {"rows": loaded, "load_seconds": round(load_seconds, 2), "finish_seconds": round(finish_seconds, 2)}
+
+
+def validate_ledger(source_odbc: str, pg_url: str, modes: list[str], where: str | None = None) -> dict:
+    """Stage the ledger (and the customer keys its orphan rule needs) once, then time its validation:
+    ``sql`` (validate_staged with use_gx=False: one INSERT ... SELECT per rule, the product's own SQL),
+    ``gx`` (validate_staged with use_gx=True, the product's default) and ``one_pass`` (the same rules and
+    reasons in ONE scan of the staged table: the rows where any rule fails, then per rule for those only).
+    ``pg_url`` must be a migrated portal database (sync.run_findings)."""
+    from portal_sync import validate
+    from portal_sync.config import Quality
+    from portal_sync.datasets import CHARGES
+    from portal_sync.extract import ROW_ID
+
+    run_key = "bench_validate"
+    tables = {}
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM sync.runs WHERE run_key = %s", (run_key,))
+        conn.execute("INSERT INTO sync.runs (run_key, community_code, datasets) VALUES (%s, 'BENCH', '{charges}')",
+                     (run_key,))
+        for extract in CHARGES.extracts:
+            table = f"bench_validate__{extract.name}"
+            _load_extract(source_odbc, pg_url, conn, table, extract, where if extract is CHARGES.primary else None)
+            tables[extract.name] = table
+        rows = conn.execute(f'SELECT count(*) FROM stage."{tables["transactions"]}"').fetchone()[0]
+        rules = validate.rules_for(CHARGES, Quality())
+        seconds, counts = {}, {}
+        for mode in modes:
+            conn.execute("DELETE FROM sync.run_findings WHERE run_key = %s", (run_key,))
+            t0 = time.perf_counter()
+            if mode in ("sql", "gx"):
+                outcomes = validate.validate_staged(conn, pg_url=pg_url, run_key=run_key, community="BENCH",
+                                                    dataset=CHARGES, tables=tables, rules=rules,
+                                                    use_gx=(mode == "gx"))
+                counts[mode] = {o.rule: o.failing_rows for o in outcomes}
+            else:
+                key_text = " || '|' || ".join(f'coalesce(s."{k}"::text, \'NULL\')' for k in CHARGES.primary.key)
+                values = ", ".join(
+                    f"('{r.name}', '{r.severity}', CASE WHEN ({validate.render(r.bad_rows_where, tables)}) "
+                    f"THEN {validate.render(r.reason, tables)} END)" for r in rules if r.severity != "ignore")
+                # One scan: a row is a candidate when any rule fails (OR of the predicates, most rows have none);
+                # only the candidates go through the per-rule VALUES that names each failing rule and reason.
+                any_bad = " OR ".join(f"({validate.render(r.bad_rows_where, tables)})" for r in rules
+                                      if r.severity != "ignore")
+                conn.execute(
+                    "INSERT INTO sync.run_findings (run_key, community_code, dataset, row_id, row_key, rule, severity,"
+                    f" reason) SELECT %s, 'BENCH', 'charges', s.\"{ROW_ID}\", {key_text}, r.rule, r.severity, r.reason"
+                    f' FROM (SELECT * FROM stage."{tables["transactions"]}" s WHERE {any_bad}) s'
+                    f" CROSS JOIN LATERAL (VALUES {values}) AS r(rule, severity, reason) WHERE r.reason IS NOT NULL",
+                    (run_key,))
+                counts[mode] = dict(conn.execute(
+                    "SELECT rule, count(*) FROM sync.run_findings WHERE run_key = %s GROUP BY rule",
+                    (run_key,)).fetchall())
+            seconds[mode] = round(time.perf_counter() - t0, 2)
+        conn.execute("DELETE FROM sync.runs WHERE run_key = %s", (run_key,))
+        for table in tables.values():
+            conn.execute(f'DROP TABLE stage."{table}"')
+    return {"rows": rows, "validate_seconds": seconds, "failing": counts}
+
+
+def _load_extract(source_odbc: str, pg_url: str, conn, table: str, extract, where: str | None = None) -> None:
+    """Stage one extract as the product does: create, read_batches -> stage.load_batches, finish_table."""
+    import itertools
+
+    import pyarrow as pa
+
+    from portal_sync import extract as extract_module
+    from portal_sync import stage
+
+    stage.create_table(conn, table, extract)
+    batches = extract_module.read_batches(source_odbc, extract, '"', where=where)
+    first = next(batches, None)
+    if first is None:  # an empty extract (no period close yet): the staged columns, no rows
+        if hasattr(extract_module, "staged_schema"):
+            schema = extract_module.staged_schema(extract)
+        else:
+            schema = pa.schema([pa.field(extract_module.ROW_ID, pa.int64()), *extract_module.arrow_schema(extract)])
+        stage.load_batches(pg_url, table, schema, iter(()))
+    else:
+        stage.load_batches(pg_url, table, first.schema, itertools.chain([first], batches))
+    stage.finish_table(conn, table, extract)
+
+
+def _stage_charges(source_odbc: str, pg_url: str, conn, prefix: str, where: str | None = None) -> dict:
+    """Stage every extract of the charges data set as the product does (read_batches -> load_batches -> finish)."""
+    from portal_sync.datasets import CHARGES
+
+    tables = {}
+    for extract in CHARGES.extracts:
+        table = f"{prefix}__{extract.name}"
+        _load_extract(source_odbc, pg_url, conn, table, extract, where if extract is CHARGES.primary else None)
+        tables[extract.name] = table
+    return tables
+
+
+def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: str | None = None) -> dict:
+    """The ledger staged once, then published into an empty portal.charges several ways (TRUNCATE and CHECKPOINT
+    between them, not timed): ``product`` = publish.merge_dataset (mode full, the product's statements),
+    ``insert`` = the product's projection into the temp table, then a plain INSERT ... SELECT (no ON CONFLICT,
+    no RETURNING, no tombstone pass: what an initial load of a community needs), ``direct`` = INSERT ... SELECT
+    straight from the projection (no temp table)."""
+    from datetime import UTC, datetime
+
+    from portal_sync import publish
+    from portal_sync.datasets import CHARGES, DATASET_NAMES
+
+    run_key = "bench_publish"
+    seconds = {}
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        tables = _stage_charges(source_odbc, pg_url, conn, "bench_publish", where)
+        rows = conn.execute(f'SELECT count(*) FROM stage."{tables["transactions"]}"').fetchone()[0]
+        args = {"tz": "America/Denver", "visible_statuses": ["active", "final"], "community": "BENCH",
+                "run_key": run_key, "dataset": "charges", "read_at": datetime.now(UTC)}
+        cols = ", ".join(f'"{c}"' for c in (*CHARGES.portal_columns, "source_read_at"))
+        for variant in variants:
+            conn.execute("TRUNCATE portal.charges")
+            conn.execute("CHECKPOINT")
+            t0 = time.perf_counter()
+            with conn.transaction():
+                if variant == "product":
+                    item = publish.PublishInput(CHARGES, tables, mode="full", read_at=args["read_at"])
+                    publish.merge_dataset(conn, item, community="BENCH", run_key=run_key, params=args,
+                                          enabled=DATASET_NAMES, guard=publish.DeleteGuard())
+                elif variant == "insert":
+                    conn.execute("CREATE TEMP TABLE _publish_charges ON COMMIT DROP AS "
+                                 + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                    conn.execute(f"INSERT INTO portal.charges ({cols}) SELECT {cols} FROM _publish_charges")
+                elif variant == "direct":
+                    conn.execute(f"INSERT INTO portal.charges ({cols}) "
+                                 + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                else:
+                    raise ValueError(variant)
+            seconds[variant] = round(time.perf_counter() - t0, 2)
+        conn.execute("TRUNCATE portal.charges")
+        for table in tables.values():
+            conn.execute(f'DROP TABLE stage."{table}"')
+    return {"rows": rows, "publish_seconds": seconds}
+
+
+def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_mem: str = "256MB") -> dict:
+    """The publish step of a reconciliation of the ledger, alone: portal.charges loaded with the whole ledger
+    and analyzed, then 1 % of its rows altered (the merge must put them back) and 0.5 % of the staged keys
+    removed (the merge must tombstone them). Each variant runs in a transaction that is rolled back, so all
+    start from the same state:
+    ``product``: publish.merge_dataset(mode reconcile); ``product_work_mem``: the same with SET LOCAL work_mem;
+    ``classify``: the proposed merge: one join of the projection with the target keeps only new, changed or
+    tombstoned rows, the upsert runs on those; the doomed keys come from one anti-join and are updated by key."""
+    from datetime import UTC, datetime
+
+    from portal_sync import publish
+    from portal_sync.datasets import CHARGES, DATASET_NAMES
+
+    run_key, ds = "bench_reconcile", CHARGES
+    args = {"tz": "America/Denver", "visible_statuses": ["active", "final"], "community": "BENCH",
+            "run_key": run_key, "dataset": "charges", "read_at": datetime.now(UTC)}
+    cols = ", ".join(f'"{c}"' for c in (*ds.portal_columns, "source_read_at"))
+    seconds, counts = {}, {}
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        tables = _stage_charges(source_odbc, pg_url, conn, "bench_reconcile")
+        keys = "bench_reconcile__transaction_keys"
+        _load_extract(source_odbc, pg_url, conn, keys, ds.reconcile_keys)
+        tables["transaction_keys"] = keys
+        conn.execute("TRUNCATE portal.charges")
+        with conn.transaction():
+            conn.execute(f"INSERT INTO portal.charges ({cols}) " + publish._projection_sql(ds, tables, None, "full"),
+                         {**args, "read_at": datetime(2026, 1, 1, tzinfo=UTC)})
+        conn.execute("UPDATE portal.charges SET description = description || ' (old)'"
+                     " WHERE charge_id - (charge_id / 100) * 100 = 7")
+        for name in ("transactions", "transaction_keys"):
+            conn.execute(f'DELETE FROM stage."{tables[name]}" WHERE "TransactionID" - ("TransactionID" / 200) * 200 = 3')
+            conn.execute(f'VACUUM ANALYZE stage."{tables[name]}"')
+        conn.execute("VACUUM ANALYZE portal.charges")
+        rows = conn.execute(f'SELECT count(*) FROM stage."{tables["transactions"]}"').fetchone()[0]
+        for variant in variants:
+            conn.execute("CHECKPOINT")
+            t0 = time.perf_counter()
+            try:
+                with conn.transaction():
+                    item = publish.PublishInput(ds, tables, mode="reconcile", read_at=args["read_at"])
+                    guard = publish.DeleteGuard(allowed=("charges",))
+                    if variant in ("product", "product_work_mem"):
+                        if variant == "product_work_mem":
+                            conn.execute(f"SET LOCAL work_mem = '{work_mem}'")
+                        c = publish.merge_dataset(conn, item, community="BENCH", run_key=run_key, params=args,
+                                                  enabled=DATASET_NAMES, guard=guard)
+                        counts[variant] = {"inserted": c.inserted, "updated": c.updated, "deleted": c.deleted,
+                                           "archived": c.archived, "unchanged": c.unchanged}
+                    elif variant == "classify":
+                        conn.execute(f"SET LOCAL work_mem = '{work_mem}'")
+                        counts[variant] = _classify_merge(conn, ds, tables, args, cols)
+                    else:
+                        raise ValueError(variant)
+                    seconds[variant] = round(time.perf_counter() - t0, 2)
+                    raise _Rollback
+            except _Rollback:
+                pass
+        conn.execute("TRUNCATE portal.charges")
+        for table in tables.values():
+            conn.execute(f'DROP TABLE stage."{table}"')
+    return {"rows": rows, "publish_seconds": seconds, "counts": counts}
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _classify_merge(conn, ds, tables: dict, args: dict, cols: str) -> dict:
+    """The proposed reconcile merge for the ledger (archive_or_soft tombstones, no version column)."""
+    from portal_sync import publish
+
+    value_cols = [c for c in ds.projection if c not in ds.key]
+    vals_t = ", ".join(f't."{c}"' for c in value_cols)
+    vals_p = ", ".join(f'p."{c}"' for c in value_cols)
+    conn.execute('CREATE TEMP TABLE "_publish_charges" ON COMMIT DROP AS '
+                 + publish._projection_sql(ds, tables, None, "reconcile"), args)
+    # One join: keep the rows the upsert has work for (new, changed, or coming back from a tombstone).
+    conn.execute(
+        'CREATE TEMP TABLE "_publish_charges_todo" ON COMMIT DROP AS SELECT p.* FROM "_publish_charges" p'
+        " LEFT JOIN portal.charges t ON t.community_code = p.community_code AND t.charge_id = p.charge_id"
+        f" WHERE t.charge_id IS NULL OR ({vals_t}) IS DISTINCT FROM ({vals_p})"
+        " OR t.deleted_at IS NOT NULL OR t.archived_at IS NOT NULL")
+    conn.execute('ANALYZE "_publish_charges_todo"')
+    sets = ", ".join([f'"{c}" = EXCLUDED."{c}"' for c in (*value_cols, "source_read_at")]
+                     + ["deleted_at = NULL", "archived_at = NULL"])
+    excluded = ", ".join(f'EXCLUDED."{c}"' for c in value_cols)
+    upserted = conn.execute(
+        f'INSERT INTO portal.charges AS t ({cols}) SELECT {cols} FROM "_publish_charges_todo"'
+        f" ON CONFLICT (community_code, charge_id) DO UPDATE SET {sets}"
+        f" WHERE (({vals_t}) IS DISTINCT FROM ({excluded}) OR t.deleted_at IS NOT NULL OR t.archived_at IS NOT NULL)"
+        " AND (t.source_read_at IS NULL OR EXCLUDED.source_read_at >= t.source_read_at)").rowcount
+    # VOIDs naming older lines (as the product does outside full mode).
+    conn.execute(publish._render(
+        "UPDATE portal.charges t SET voided = true WHERE t.community_code = %(community)s AND NOT t.voided"
+        ' AND t.charge_id IN (SELECT s."VoidsTransactionID" FROM {transactions} s WHERE s."TransactionType" = \'VOID\')',
+        tables), args)
+    # One anti-join finds the doomed keys; the updates then go by key.
+    conn.execute(publish._render(
+        'CREATE TEMP TABLE "_publish_charges_gone" ON COMMIT DROP AS SELECT t.charge_id, t.transaction_date'
+        " FROM portal.charges t WHERE t.community_code = %(community)s AND t.deleted_at IS NULL"
+        " AND t.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM {transaction_keys} s"
+        ' WHERE s."TransactionID" = t.charge_id)', tables), args)
+    purge = publish._render('(SELECT max("PurgeBefore") FROM {period_closes})', tables)
+    archived = conn.execute(
+        f'UPDATE portal.charges t SET archived_at = now(), source_read_at = %(read_at)s FROM "_publish_charges_gone" g'
+        f" WHERE t.community_code = %(community)s AND t.charge_id = g.charge_id AND g.transaction_date < {purge}",
+        args).rowcount
+    deleted = conn.execute(
+        f'UPDATE portal.charges t SET deleted_at = now(), source_read_at = %(read_at)s FROM "_publish_charges_gone" g'
+        f" WHERE t.community_code = %(community)s AND t.charge_id = g.charge_id"
+        f" AND NOT coalesce(g.transaction_date < {purge}, false)", args).rowcount
+    return {"upserted": upserted, "deleted": deleted, "archived": archived}
