@@ -48,8 +48,9 @@ def extract(args) -> dict:
                  for rows in args.batch_rows for mode in args.extract_modes]
         for _ in range(args.repeat):
             for name, kwargs in plans:
-                if kwargs["mode"] == "bare":  # the bare query of the ceiling, for comparison
-                    m = run_child(name, "ceiling_read", {"source_odbc": source.odbc, "batch_rows": kwargs["batch_rows"]},
+                if kwargs["mode"] in ("bare", "checks"):  # the bare query of the ceiling; the checked query alone
+                    function = "ceiling_read" if kwargs["mode"] == "bare" else "read_checked_query"
+                    m = run_child(name, function, {"source_odbc": source.odbc, "batch_rows": kwargs["batch_rows"]},
                                   databases=[db, *source.databases])
                     m.extra.update({"load_seconds": 0.0, "finish_seconds": 0.0})
                 else:
@@ -157,7 +158,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch-rows", default="50000,200000")
     p.add_argument("--modes", default="sql,one_pass,gx", help="validate: which ways to run the rules")
-    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, read, bare")
+    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, read, bare, checks")
     p.add_argument("--workdir", type=Path, default=run.DEFAULT_WORKDIR)
     p.add_argument("--out", type=Path, default=run.ROOT / "docs" / "benchmarks" / "experiments.json")
     args = p.parse_args()
