@@ -297,7 +297,7 @@ def targets(data: dict) -> list[str]:
         lr = ledger_runs((s.get("w1") or {}).get("gx") or [])
         if lr and refs["ceiling"] and refs["plain"]:
             rate = summary(lr)["rate"]
-            scope = "target" if key.startswith("city") else "indication (the target is for city)"
+            scope = "the target" if key.startswith("city") else "an indication; the target is for city"
             out.append(f"| {key}: full sync, ledger >= 10x plain rows/s ({scope}) | {f_int(rate)} rows/s = "
                        f"{rate / refs['plain']:.1f}x plain ({f_int(refs['plain'])}) | {verdict(rate >= 10 * refs['plain'])} |")
             out.append(f"| {key}: full sync, ledger >= 0.5x ceiling ({scope}) | {rate / refs['ceiling']:.2f}x ceiling "
@@ -367,7 +367,8 @@ def render(data: dict) -> str:
                 f"- {libs}", f"- ODBC drivers: {m.get('odbc_drivers')}",
                 "- The machine was shared with other agents' work during the runs (load averages below): absolute "
                 "seconds are noisy, ratios measured in the same run are more reliable.",
-                "", "Invocations:", ""]
+                "", "Invocations (a later invocation of the same preset and source replaces that section; each section "
+                "states the commit its numbers come from):", ""]
         for inv in data.get("invocations", []):
             la0 = ", ".join(f"{x:.1f}" for x in inv.get("load_average_start") or [])
             la1 = ", ".join(f"{x:.1f}" for x in inv.get("load_average_end") or [])

@@ -571,7 +571,7 @@ def _classify_merge(conn, ds, tables: dict, args: dict, cols: str) -> dict:
     return {"upserted": upserted, "deleted": deleted, "archived": archived}
 
 
-def read_checked_query(source_odbc: str, batch_rows: int = 50_000) -> dict:
+def read_checked_query(source_odbc: str, batch_rows: int = 50_000, part: str = "all") -> dict:
     """SQLite sources: the product's checked query (select_sql(..., sqlite_checks=True), with its buffer
     settings) read by arrow-odbc and discarded, without read_batches' Arrow post-processing (NUL marking,
     row ids): splits the cost of the value checks between SQLite and Arrow."""
@@ -581,8 +581,13 @@ def read_checked_query(source_odbc: str, batch_rows: int = 50_000) -> dict:
     from portal_sync import extract as ex
 
     schema = pa.schema([*ex.arrow_schema(LEDGER), pa.field(ex.UNREADABLE, pa.string())])
+    query = ex.select_sql(LEDGER, '"', sqlite_checks=True)
+    if part == "clip":  # only the clipped text columns (CASE expressions), without the _unreadable column
+        schema = ex.arrow_schema(LEDGER)
+        query = (f"SELECT {', '.join(ex._sqlite_read(c, chr(34)) for c in LEDGER.columns)} FROM \"{LEDGER.table}\""
+                 f" WHERE {LEDGER.where.format(q=chr(34))}")
     reader = read_arrow_batches_from_odbc(
-        query=ex.select_sql(LEDGER, '"', sqlite_checks=True), connection_string=source_odbc, batch_size=batch_rows,
+        query=query, connection_string=source_odbc, batch_size=batch_rows,
         max_text_size=4 * ex.SQLITE_TEXT, max_bytes_per_batch=ex.SQLITE_BATCH_BYTES,
         map_schema=lambda _driver_schema: schema)
     rows = sum(b.num_rows for b in reader)
