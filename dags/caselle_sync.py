@@ -26,8 +26,6 @@ from portal_sync.datasets import DATASETS
 
 DEFAULT_ARGS = {
     "owner": "portal-sync",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=60),
@@ -90,7 +88,8 @@ def build_dag(community: Community) -> DAG:
         start_date=pendulum.datetime(*community.start_date.timetuple()[:3], tz=community.time_zone or "UTC"),
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args={**DEFAULT_ARGS, "retries": community.retries,
+                      "retry_delay": timedelta(seconds=community.retry_delay_seconds)},
         params=PARAMS,
         tags=["caselle-sync", community.code],
         doc_md=f"Syncs {', '.join(community.datasets)} of **{community.code}** "

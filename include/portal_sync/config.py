@@ -44,6 +44,9 @@ class Quality(BaseModel):
     snapshot_change_share: Annotated[float, Field(gt=0.0)] = 0.30
     snapshot_change_min_rows: Annotated[int, Field(ge=0)] = 50
     max_window_rows: Annotated[int, Field(ge=1)] = 2_000_000
+    # Great Expectations re-runs every rule as its own queries; above this many staged rows the
+    # product's one-scan SQL alone decides (docs/adr/0007). 0 = never run GX.
+    gx_max_rows: Annotated[int, Field(ge=0)] = 200_000
 
     @field_validator("severity")
     @classmethod
@@ -99,6 +102,9 @@ class Community(BaseModel):
     # alert when a data set has not published for freshness_factor times its cadence.
     cadence_minutes: dict[str, Annotated[int, Field(ge=1, le=7 * 24 * 60)]] = Field(default_factory=dict)
     freshness_factor: Annotated[float, Field(ge=1.0)] = 3.0
+    # Airflow retries of a failed task: first delay, doubled each try up to 10 minutes.
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_delay_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     quality: Quality = Field(default_factory=Quality)
 
     @field_validator("time_zone")
