@@ -44,8 +44,8 @@ class Quality(BaseModel):
     snapshot_change_share: Annotated[float, Field(gt=0.0)] = 0.30
     snapshot_change_min_rows: Annotated[int, Field(ge=0)] = 50
     max_window_rows: Annotated[int, Field(ge=1)] = 2_000_000
-    # Great Expectations re-runs every rule as its own queries; above this many staged rows the
-    # product's one-scan SQL alone decides (docs/adr/0007). 0 = never run GX.
+    # Great Expectations re-runs every rule as its own queries: it runs only on staged tables of at
+    # most this many rows; above, the product's one-scan SQL alone decides (docs/adr/0007).
     gx_max_rows: Annotated[int, Field(ge=0)] = 200_000
 
     @field_validator("severity")

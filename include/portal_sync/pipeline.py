@@ -23,7 +23,7 @@ from portal_sync.datasets import DATASETS, ORGANIZATION, Dataset
 from portal_sync.extract import ExtractStats, identifier_quote, read_batches, select_sql, staged_schema
 from portal_sync.freshness import cadence, freshness, is_due, last_published
 from portal_sync.params import RunRequest
-from portal_sync.publish import DeleteGuard, PublishInput, publish
+from portal_sync.publish import DeleteGuard, PublishInput, publish, refresh_statistics
 from portal_sync.validate import DataQualityFailure, rules_for, table_checks_for, validate_staged
 from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, source_timestamp_text
 
@@ -290,6 +290,7 @@ def validate_dataset(ctx: RunContext, name: str) -> dict[str, int]:
             outcomes = validate_staged(
                 conn, pg_url=ctx.portal_url, run_key=ctx.run_key, community=community, dataset=ds,
                 tables=_staged_tables(row), use_gx=ctx.use_gx, rules=rules_for(ds, quality, mask=mask),
+                gx_max_rows=quality.gx_max_rows, staged_rows=row["rows_extracted"],
                 table_checks=table_checks_for(ds, quality, mode=row["mode"] or "full",
                                               previous_rows=previous[0] if previous else None),
             )
@@ -424,6 +425,10 @@ def publish_run(ctx: RunContext) -> dict[str, dict]:
             for name, why in outcome.refused.items():
                 audit.update_dataset(conn, ctx.run_key, name, phase="failed", error=why[:2000])
             refused = outcome.refused
+            try:
+                refresh_statistics(conn, outcome.counts)
+            except psycopg.Error as exc:  # statistics are an optimisation: the publish has committed
+                log.warning("%s: ANALYZE after the publish failed: %s", community.code, exc)
         final = audit.dataset_rows(conn, ctx.run_key)
         results = {}
         for name in datasets:

@@ -290,15 +290,26 @@ def validate_staged(
     rules: Sequence[Rule] | None = None,
     table_checks: Sequence[TableCheck] = (),
     use_gx: bool = True,
+    gx_max_rows: int | None = None,
+    staged_rows: int | None = None,
 ) -> list[RuleOutcome]:
     """Run the checks on the primary staging table; record failing rows in sync.run_findings.
 
     Great Expectations runs every check as SQL in PostgreSQL; our own SQL then records all
-    failing rows (GX keeps at most 200) and the two counts must agree. Without GX (tests,
-    ``--no-gx``) the same SQL still decides, so the outcome never depends on the switch.
+    failing rows (GX keeps at most 200) and the two counts must agree. GX re-scans the table
+    for each rule, so above ``gx_max_rows`` staged rows only our one-scan SQL runs (ADR 0007).
+    Without GX (tests, ``--no-gx``) the same SQL still decides, so the outcome never depends
+    on the switch.
     """
     rules = [r for r in (rules if rules is not None else rules_for(dataset)) if r.severity != "ignore"]
     primary_table = tables[dataset.primary.name]
+    if use_gx and gx_max_rows is not None:
+        if staged_rows is None:
+            staged_rows = conn.execute(f"SELECT count(*) FROM {_q(STAGE_SCHEMA)}.{_q(primary_table)}").fetchone()[0]
+        if staged_rows > gx_max_rows:
+            log.info("%s %s: %d staged rows > gx_max_rows %d: checks run as one SQL scan without Great "
+                     "Expectations", community, dataset.name, staged_rows, gx_max_rows)
+            use_gx = False
     gx_counts: dict[str, int] = {}
     table_outcomes: list[RuleOutcome] = []
     if use_gx and (rules or table_checks):
@@ -324,16 +335,10 @@ def validate_staged(
     else:
         table_outcomes = [_table_check_sql(conn, primary_table, c) for c in table_checks]
 
-    key_text = " || '|' || ".join(f"coalesce(s.{_q(k)}::text, 'NULL')" for k in dataset.primary.key)
+    failing_by_rule = _record_failing_rows(conn, run_key, community, dataset, tables, rules) if rules else {}
     outcomes = []
     for rule in rules:
-        statement = (
-            "INSERT INTO sync.run_findings (run_key, community_code, dataset, row_id, row_key, rule, severity, reason)"
-            f" SELECT %s, %s, %s, s.{_q(ROW_ID)}, {key_text}, %s, %s, {render(rule.reason, tables)}"
-            f" FROM {_q(STAGE_SCHEMA)}.{_q(primary_table)} s WHERE {render(rule.bad_rows_where, tables)}"
-        )
-        cur = conn.execute(statement, (run_key, community, dataset.name, rule.name, rule.severity))
-        failing = cur.rowcount
+        failing = failing_by_rule.get(rule.name, 0)
         if use_gx and gx_counts.get(rule.name) != failing:
             raise ValidationError(
                 f"{community} {dataset.name}: rule {rule.name} counted {failing} failing rows in SQL but "
@@ -341,6 +346,34 @@ def validate_staged(
             )
         outcomes.append(RuleOutcome(rule.name, rule.severity, failing, rule.description))
     return outcomes + table_outcomes
+
+
+def _record_failing_rows(conn: psycopg.Connection, run_key: str, community: str, dataset: Dataset,
+                         tables: dict[str, str], rules: Sequence[Rule]) -> dict[str, int]:
+    """Every failing (row, rule) into sync.run_findings in ONE scan of the staged table.
+
+    The OR of all rule predicates picks the (rare) candidate rows; only those go through the
+    per-rule VALUES list that names each failing rule and its reason. One statement per rule
+    would scan the table once per rule (docs/benchmarks: 20 s against 14 s on the city ledger).
+    """
+    key_text = " || '|' || ".join(f"coalesce(s.{_q(k)}::text, 'NULL')" for k in dataset.primary.key)
+    predicates = [f"({render(r.bad_rows_where, tables)})" for r in rules]
+    values = ", ".join(
+        f"(%s, %s, {pred} IS TRUE, CASE WHEN {pred} IS TRUE THEN {render(r.reason, tables)} END)"
+        for r, pred in zip(rules, predicates, strict=True)
+    )
+    params: list[object] = [run_key, community, dataset.name]
+    for r in rules:
+        params += [r.name, r.severity]
+    statement = (
+        "WITH found AS (INSERT INTO sync.run_findings (run_key, community_code, dataset, row_id, row_key, rule,"
+        f" severity, reason) SELECT %s, %s, %s, s.{_q(ROW_ID)}, {key_text}, r.rule, r.severity, r.reason"
+        f" FROM (SELECT * FROM {_q(STAGE_SCHEMA)}.{_q(tables[dataset.primary.name])} s"
+        f" WHERE {' OR '.join(predicates)}) s"
+        f" CROSS JOIN LATERAL (VALUES {values}) AS r(rule, severity, hit, reason) WHERE r.hit RETURNING rule)"
+        " SELECT rule, count(*) FROM found GROUP BY rule"
+    )
+    return dict(conn.execute(statement, params).fetchall())
 
 
 def _table_check_sql(conn: psycopg.Connection, table: str, check: TableCheck) -> RuleOutcome:

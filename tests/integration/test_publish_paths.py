@@ -1,0 +1,113 @@
+"""The publish's three paths (docs/adr/0007): a first load is one plain INSERT, a later merge
+classifies rows before the upsert and finds doomed keys by one anti-join, and a publish that
+changed many rows refreshes the portal table's statistics. Each path must leave exactly the
+contract's projection and count what it did."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from synctest import FULL, assert_in_sync, community, sync
+
+from portal_sync import publish
+from portal_sync.config import Quality
+
+pytestmark = pytest.mark.integration
+
+
+def scalar(portal: str, query: str, *params):
+    with psycopg.connect(portal) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def test_first_load_then_reconcile_count_exactly_what_changed(make_source, portal):
+    sim = make_source("sqlite", seed=31)
+    first = sync(sim, portal, "first")
+    lines = scalar(portal, "SELECT count(*) FROM portal.charges")
+    assert first["charges"]["rows_inserted"] == lines > 0
+    assert first["charges"]["rows_updated"] == first["charges"]["rows_unchanged"] == 0
+    assert_in_sync(sim, portal)
+
+    edited = sim.modify_data(7)["UB_Transaction"].updated
+    deleted = sim.delete_inactive_customers()["UB_Transaction"].deleted
+    assert edited and deleted
+    with psycopg.connect(portal) as conn:  # PMT lines are not charges: count the published ones
+        deleted = {r[0] for r in conn.execute("SELECT charge_id FROM portal.charges WHERE charge_id = ANY(%s)",
+                                              (sorted(deleted),)).fetchall()}
+    again = sync(sim, portal, "reconcile", **FULL, allow_mass_delete=["charges"])
+    charges = again["charges"]
+    assert charges["mode"] == "reconcile"
+    assert charges["rows_inserted"] == 0
+    assert charges["rows_updated"] == len(edited - deleted)
+    assert charges["rows_deleted"] + charges["rows_archived"] == len(deleted)
+    assert charges["rows_unchanged"] == lines - len(deleted) - len(edited - deleted)
+    assert_in_sync(sim, portal)
+
+    still = sync(sim, portal, "again", **FULL)
+    assert still["charges"]["rows_updated"] == still["charges"]["rows_deleted"] == 0
+    assert still["charges"]["rows_unchanged"] == lines - len(deleted)
+
+
+def test_a_community_that_comes_back_after_a_wipe_is_restored_not_duplicated(make_source, portal):
+    sim = make_source("sqlite", seed=32)
+    sync(sim, portal, "first")
+    with psycopg.connect(portal) as conn:  # every account tombstoned: the table still holds the community
+        conn.execute("UPDATE portal.accounts SET deleted_at = now() WHERE community_code = 'SPRINGFLD'")
+    accounts = scalar(portal, "SELECT count(*) FROM portal.accounts")
+    results = sync(sim, portal, "back", **FULL)
+    assert results["accounts"]["rows_inserted"] == 0
+    assert results["accounts"]["rows_restored"] == results["accounts"]["rows_updated"] == accounts
+    assert_in_sync(sim, portal)
+
+
+def test_a_big_publish_refreshes_the_portal_tables_statistics(make_source, portal, monkeypatch):
+    sim = make_source("sqlite", seed=33)
+    with psycopg.connect(portal) as conn:
+        before = conn.execute("SELECT now()").fetchone()[0]
+    results = sync(sim, portal, "first", comm=community(datasets=("accounts", "charges", "residents")))
+    accounts, charges = results["accounts"]["rows_inserted"], results["charges"]["rows_inserted"]
+    assert accounts < charges
+    with psycopg.connect(portal) as conn:  # wipe the rows: the next first load decides again
+        for table in ("charges", "accounts", "residents"):
+            conn.execute(f"DELETE FROM portal.{table}")
+        before = conn.execute("SELECT now()").fetchone()[0]
+    monkeypatch.setattr(publish, "ANALYZE_AFTER_ROWS", accounts + 1)  # charges qualify, accounts do not
+    sync(sim, portal, "again", comm=community(datasets=("accounts", "charges", "residents")), **FULL)
+    with psycopg.connect(portal) as conn:
+        analyzed = dict(conn.execute(
+            "SELECT relname, greatest(last_analyze, last_autoanalyze) FROM pg_stat_user_tables"
+            " WHERE schemaname = 'portal' AND relname IN ('charges', 'accounts', 'balances')").fetchall())
+    assert analyzed["charges"] is not None and analyzed["charges"] >= before
+    assert analyzed["accounts"] is None or analyzed["accounts"] < before
+    assert analyzed["balances"] is None or analyzed["balances"] < before  # not synced, not analyzed
+
+
+def test_without_great_expectations_above_gx_max_rows_the_findings_are_the_same(make_source, portal, caplog):
+    """The one-scan SQL decides alone above the threshold; GX below it must agree with it row for row."""
+    runs = {}
+    for name, quality in (("gx", Quality()), ("sql", Quality(gx_max_rows=10))):
+        sim = make_source("sqlite", seed=34)
+        customer = sim.query('SELECT "CustomerID" FROM "UB_Customer" ORDER BY 1')[0][0]
+        sim.execute('UPDATE "UB_Transaction" SET "Amount" = 12.345 WHERE "TransactionID" IN'
+                    ' (SELECT "TransactionID" FROM "UB_Transaction" WHERE "TransactionType" = \'BILL\' ORDER BY 1'
+                    ' LIMIT 3)')
+        sim.execute('UPDATE "UB_Transaction" SET "CustomerID" = 999999 WHERE "TransactionID" IN'
+                    ' (SELECT "TransactionID" FROM "UB_Transaction" WHERE "CustomerID" = ? ORDER BY 1 LIMIT 2)',
+                    (customer,))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="portal_sync.validate"):
+            sync(sim, portal, f"dq-{name}", comm=community(quality=quality), use_gx=True)
+        skipped = [r.getMessage() for r in caplog.records if "without Great Expectations" in r.getMessage()]
+        assert bool(skipped) == (name == "sql")
+        with psycopg.connect(portal) as conn:
+            runs[name] = sorted(conn.execute(
+                "SELECT f.dataset, f.rule, f.severity, f.row_key, f.reason FROM sync.run_findings f"
+                " JOIN sync.runs r USING (run_key) WHERE r.airflow_run_id = %s", (f"dq-{name}",)).fetchall())
+        assert_in_sync(sim, portal)
+        with psycopg.connect(portal) as conn:
+            for table in ("portal.charges", "portal.payments", "portal.balances", "portal.accounts",
+                          "portal.residents", "portal.assessments", "sync.watermarks", "sync.quarantine"):
+                conn.execute(f"DELETE FROM {table}")  # the next loop starts as a first sync
+    rules = {(d, r) for d, r, *_ in runs["gx"]}
+    assert ("charges", "money_exact") in rules and ("charges", "orphan_account") in rules
+    assert runs["gx"] == runs["sql"]
