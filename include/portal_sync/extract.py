@@ -164,9 +164,35 @@ def _sqlite_problem(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -
     return f"CASE WHEN {c} IS NOT NULL AND coalesce({bad}, 1) THEN '; {name}=' || {shown} || ' {what}' END"
 
 
+def _sqlite_ok(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
+    """SQLite SQL, true when the value reads exactly: the negation of ``_sqlite_problem``'s tests."""
+    c = quote_ident(column.name, quote)
+    if column.kind in _INT_RANGE or column.kind == "bigint":
+        lo, hi = _INT_RANGE.get(column.kind, (-(2**63), 2**63 - 1))
+        test = f"typeof({c}) = 'integer' AND {c} BETWEEN {lo} AND {hi}"
+    elif column.kind == "date":
+        test = f"typeof({c}) = 'text' AND length({c}) = 10 AND {c} >= '0001' AND date({c}, '+0 days') = {c}"
+    elif column.kind == "datetime":
+        test = (f"typeof({c}) = 'text' AND {c} >= '0001'"
+                f" AND datetime({c}, '+0 seconds') = replace(substr({c}, 1, 19), 'T', ' ')"
+                f" AND (length({c}) = 19 OR (length({c}) BETWEEN 21 AND 26 AND substr({c}, 20, 1) = '.'"
+                f" AND substr({c}, 21) NOT GLOB '*[^0-9]*'))")
+    else:
+        test = (f"typeof({c}) <> 'blob' AND (typeof({c}) <> 'text'"
+                f" OR (length({c}) <= {clip} AND instr(CAST({c} AS BLOB), X'00') = 0))")
+    return f"({c} IS NULL OR ({test}))"
+
+
 def _sqlite_unreadable(extract: Extract, quote: str) -> str:
+    """NULL for a row whose values all read exactly, else what is wrong with each.
+
+    The cheap all-good test runs first, so only the (rare) bad rows pay for building the message:
+    a third less time for the SQLite read of a ledger (docs/benchmarks).
+    """
     parts = [p for p in (_sqlite_problem(c, quote) for c in extract.columns) if p]
-    return "NULLIF(substr(" + " || ".join(f"coalesce({p}, '')" for p in parts) + f", 3, {SQLITE_TEXT}), '')"
+    all_ok = " AND ".join(_sqlite_ok(c, quote) for c in extract.columns)
+    detail = "NULLIF(substr(" + " || ".join(f"coalesce({p}, '')" for p in parts) + f", 3, {SQLITE_TEXT}), '')"
+    return f"CASE WHEN {all_ok} THEN NULL ELSE {detail} END"
 
 
 def _mark_nul(extract: Extract, columns: list[pa.Array], flags: pa.Array) -> tuple[list[pa.Array], pa.Array]:
