@@ -127,6 +127,15 @@ def build_dag(community: Community) -> DAG:
         def freshness() -> list[str]:
             return _call(community, "check_freshness")
 
+        @task(task_id="outcome", trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+        def outcome() -> None:
+            """Runs only when a task failed for good, and fails the DAG run: the run's state follows its
+            leaves, and cleanup, report and freshness run and succeed whatever happened before them."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{community.code}: a task of this run failed for good (see its log); "
+                                       "what did not publish stays as the previous run left it")
+
         prepared = prepare()
         published = publish()
         for name in community.datasets:
@@ -142,6 +151,10 @@ def build_dag(community: Community) -> DAG:
 
                 prepared >> extract() >> validate() >> published
         published >> [cleanup(), report(), freshness()]
+        watcher = outcome().operator
+        for other in dag.tasks:
+            if other is not watcher:
+                other >> watcher
     return dag
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import psycopg
 import pyarrow as pa
@@ -68,10 +68,26 @@ def load_batches(adbc_url: str, table: str, schema: pa.Schema, batches: Iterable
     """Bulk-load Arrow batches with ADBC's binary COPY, one batch in memory at a time."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    reader = pa.RecordBatchReader.from_batches(schema, batches)
-    with adbc.connect(adbc_url) as conn, conn.cursor() as cur:
-        loaded = cur.adbc_ingest(table, reader, mode="append", db_schema_name=STAGE_SCHEMA)
-        conn.commit()
+    source_errors: list[BaseException] = []
+
+    def remembered() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
+        except BaseException as exc:
+            source_errors.append(exc)
+            raise
+
+    reader = pa.RecordBatchReader.from_batches(schema, remembered())
+    try:
+        with adbc.connect(adbc_url) as conn, conn.cursor() as cur:
+            loaded = cur.adbc_ingest(table, reader, mode="append", db_schema_name=STAGE_SCHEMA)
+            conn.commit()
+    except Exception:
+        # A read error surfaces through the COPY wrapped with a Python traceback in its text; the
+        # source's own error says what happened, so that is what the task log and audit show.
+        if source_errors:
+            raise source_errors[0] from None
+        raise
     return int(loaded)
 
 

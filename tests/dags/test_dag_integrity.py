@@ -54,6 +54,8 @@ PARSE = textwrap.dedent(
                 "params": sorted(dag.params.keys()),
                 "pools": sorted({t.pool for t in dag.tasks}),
                 "tags": sorted(dag.tags),
+                "outcome": {"trigger_rule": getattr(dag.get_task("outcome").trigger_rule, "value", ""),
+                            "upstream": sorted(dag.get_task("outcome").upstream_task_ids)},
             }
             for dag_id, dag in bag.dags.items()
         },
@@ -102,15 +104,19 @@ def test_one_dag_per_configured_community(shipped):
     assert set(shipped["dags"]) == {c.dag_id for c in config.communities}
     for community in config.communities:
         dag = shipped["dags"][community.dag_id]
-        expected = {"prepare", "publish", "cleanup", "report", "freshness"}
+        expected = {"prepare", "publish", "cleanup", "report", "freshness", "outcome"}
         expected |= {f"{name}.{step}" for name in community.datasets for step in ("extract", "validate")}
         assert set(dag["tasks"]) == expected
         assert dag["timetable"] == "CronDataIntervalTimetable"
         assert dag["max_active_runs"] == 1
         assert dag["catchup"] is False
         # transient source and database errors are retried; the freshness alert is not
-        assert all(n >= 2 for task_id, n in dag["retries"].items() if task_id != "freshness"), dag["retries"]
-        assert dag["retries"]["freshness"] == 0
+        assert all(n >= 2 for task_id, n in dag["retries"].items() if task_id not in ("freshness", "outcome")), \
+            dag["retries"]
+        assert dag["retries"]["freshness"] == dag["retries"]["outcome"] == 0
+        # a run with a task failed for good ends failed, though cleanup/report/freshness always succeed
+        assert dag["outcome"]["trigger_rule"] == "one_failed"
+        assert dag["outcome"]["upstream"] == sorted(expected - {"outcome"})
         assert dag["outlets"] == sorted(f"portal://{community.code.lower()}/{name}" for name in community.datasets)
         assert {"datasets", "reconcile", "dry_run", "allow_mass_delete"} <= set(dag["params"])
         assert community.pool in dag["pools"]

@@ -24,7 +24,7 @@ def test_a_triggered_run_syncs_the_community_through_airflow(private_airflow, ma
                       customer_number_mask="##-####")
     airflow = private_airflow(
         [{"code": "E2ETOWN", "name": "End-to-End Town", "caselle_conn_id": "caselle_e2etown",
-          "time_zone": "America/Boise", "schedule": "0 3 * * *", "datasets": DATASETS}],
+          "time_zone": "America/Boise", "schedule": "0 3 * * *", "datasets": DATASETS, "retry_delay_seconds": 2}],
         {"caselle_e2etown": sim.spec.url.removeprefix("sqlite:///")}, PORT)
     client = airflow.client
     dag_id = "caselle_sync_e2etown"
@@ -34,6 +34,7 @@ def test_a_triggered_run_syncs_the_community_through_airflow(private_airflow, ma
     states = client.wait_for_runs({dag_id: run_id}, timeout=900)
     tasks = client.task_states(dag_id, run_id)
     assert states[dag_id] == "success", tasks
+    assert tasks.pop("outcome") == "skipped", tasks  # it runs only when a task failed for good
     assert all(state == "success" for state in tasks.values()), tasks
 
     expected = expected_portal(sim, "E2ETOWN", "America/Boise", DATASETS)
@@ -60,3 +61,12 @@ def test_a_triggered_run_syncs_the_community_through_airflow(private_airflow, ma
         extra = ours[0]["extra"]
         assert extra["community"] == "E2ETOWN" and extra["dataset"] == dataset
         assert extra["phase"] == "published" and extra["rows_inserted"] == inserted[dataset]
+
+
+    # A run that cannot do its work ends failed, though cleanup, report and freshness still succeed.
+    bad_run = client.trigger(dag_id, conf={"datasets": ["no_such_dataset"]})
+    assert client.wait_for_runs({dag_id: bad_run}, timeout=600)[dag_id] == "failed"
+    bad_tasks = client.task_states(dag_id, bad_run)
+    assert bad_tasks["prepare"] == "failed" and bad_tasks["outcome"] == "failed", bad_tasks
+    assert bad_tasks["cleanup"] == bad_tasks["report"] == "success", bad_tasks
+    assert not differences(expected, actual_portal(portal_url, "E2ETOWN", DATASETS))

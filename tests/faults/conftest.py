@@ -1,8 +1,8 @@
-"""Fixtures of the fault tests: private PostgreSQL servers the tests may stop and kill, a town-sized
-source that makes reads last long enough to strike during them, and the private Airflow.
+"""Fixtures of the fault tests: private PostgreSQL and MariaDB servers the tests may stop and kill, a
+town-sized source that makes reads last long enough to strike during them, and the private Airflow.
 
 The shared PostgreSQL (5432) and MariaDB (3306) are never stopped: an outage is always
-staged on a private cluster that this package creates and removes.
+staged on a private server that this package creates and removes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import PrivatePostgres, build_source
+from faultkit import PrivateMariaDB, PrivatePostgres, build_source
 
 _E2E = Path(__file__).resolve().parents[1] / "e2e" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("cps_e2e_fixtures", _E2E)
@@ -24,6 +24,7 @@ _spec.loader.exec_module(_e2e)
 private_airflow = _e2e.private_airflow  # the shared private-Airflow fixture (tests/e2e/conftest.py)
 
 FAULT_PG_PORT = int(os.environ.get("CPS_FAULT_PG_PORT", "5499"))
+FAULT_MARIADB_PORT = int(os.environ.get("CPS_FAULT_MARIADB_PORT", "3399"))
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,17 @@ def private_pg() -> Iterator[PrivatePostgres]:
         yield pg
     finally:
         pg.destroy()
+
+
+@pytest.fixture(scope="module")
+def private_mariadb() -> Iterator[PrivateMariaDB]:
+    """A private MariaDB server (its own data directory, socket and port, 127.0.0.1 only), which the
+    test may kill and restart; ended and removed afterwards. The shared server on 3306 is never touched."""
+    db = PrivateMariaDB.create(Path(f"/tmp/cps_faultmdb_{uuid.uuid4().hex[:8]}"), FAULT_MARIADB_PORT)
+    try:
+        yield db
+    finally:
+        db.destroy()
 
 
 @pytest.fixture(scope="module")

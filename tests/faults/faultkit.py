@@ -1,8 +1,9 @@
-"""Tools of the fault tests: private PostgreSQL servers, pipeline steps in killable processes,
-and a look into pg_stat_activity / pg_locks to strike at the right moment.
+"""Tools of the fault tests: private PostgreSQL and MariaDB servers, pipeline steps in killable
+processes, and a look into pg_stat_activity / pg_locks to strike at the right moment.
 
-Nothing here touches the shared servers' processes: a private cluster is initdb'd into
-/tmp by the test that needs it, owned by the test, stopped and removed by its fixture.
+Nothing here touches the shared servers' processes: a private cluster (or MariaDB data
+directory) is initialised into /tmp by the test that needs it, owned by the test, stopped and
+removed by its fixture.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -172,6 +175,140 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# --- a private MariaDB server -----------------------------------------------------------------------
+
+MARIADBD = Path(os.environ.get("CPS_FAULT_MARIADBD", "/usr/sbin/mariadbd"))
+MARIADB_INSTALL_DB = Path(os.environ.get("CPS_FAULT_MARIADB_INSTALL_DB",
+                                         shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"))
+
+
+@dataclass
+class PrivateMariaDB:
+    """A throw-away MariaDB server on 127.0.0.1:<port> with its own data directory and socket, run
+    as the current user; ``root`` connects from 127.0.0.1 without a password (like the shared one).
+
+    ``start``/``stop`` (clean shutdown)/``kill`` (SIGKILL of our own mariadbd: a crash, InnoDB
+    recovers on the next start); ``destroy`` ends it and removes its directory. It never reads
+    /etc/mysql (``--no-defaults``), so it shares nothing with the server on 3306.
+    """
+
+    root: Path
+    port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "mysqld.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "error.log"
+
+    @classmethod
+    def create(cls, root: Path, port: int = 3399) -> PrivateMariaDB:
+        for binary in (MARIADBD, MARIADB_INSTALL_DB):
+            if not binary.exists():
+                raise RuntimeError(f"no {binary} (set CPS_FAULT_MARIADBD / CPS_FAULT_MARIADB_INSTALL_DB): the "
+                                   "MariaDB outage test needs a private server")
+        root.mkdir(parents=True, exist_ok=False)
+        db = cls(root, _free_port(port))
+        try:
+            db._init()
+        except BaseException:
+            db.destroy()
+            raise
+        return db
+
+    def _init(self) -> None:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        done = subprocess.run(
+            [str(MARIADB_INSTALL_DB), "--no-defaults", f"--datadir={self.data}", f"--user={user}",
+             "--auth-root-authentication-method=socket", f"--auth-root-socket-user={user}", "--skip-test-db",
+             "--skip-name-resolve"], capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {done.stdout}\n{done.stderr}")
+        # Run at every start with the server's own privileges: root over TCP from 127.0.0.1, no password.
+        (self.root / "init.sql").write_text(
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n")
+        self.start()
+
+    def url(self, dbname: str) -> str:
+        """A caselle_sim source URL of a database on this server."""
+        return f"mariadb://root@127.0.0.1:{self.port}/{dbname}"
+
+    def connect(self):
+        import pymysql
+
+        return pymysql.connect(host="127.0.0.1", port=self.port, user="root", autocommit=True, connect_timeout=5)
+
+    def start(self, timeout: float = 120) -> None:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        command = [str(MARIADBD), "--no-defaults", f"--datadir={self.data}", f"--user={user}",
+                   f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
+                   f"--pid-file={self.root / 'mysqld.pid'}", f"--log-error={self.log}",
+                   f"--init-file={self.root / 'init.sql'}", "--skip-name-resolve", "--skip-log-bin",
+                   "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+                   "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2",
+                   "--innodb-doublewrite=0", "--local-infile=1", "--max-connections=40"]
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+        def answers() -> bool:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+                raise RuntimeError(f"private MariaDB exited with {self.proc.returncode}:\n{tail}")
+            try:
+                self.connect().close()
+                return True
+            except Exception:
+                return False
+        wait_until(f"the private MariaDB on port {self.port}", answers, timeout=timeout, every=0.2)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL of our own mariadbd (its pid is the child we started): every connection is cut."""
+        assert self.running(), "the private MariaDB is not running"
+        self.proc.kill()
+        self.proc.wait(timeout=60)
+
+    def stop(self) -> None:
+        """Clean shutdown (SIGTERM), waited for."""
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=60)
+
+    def queries(self, like: str) -> list[dict]:
+        """Statements running on this server whose text matches ``like`` (information_schema.PROCESSLIST)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT ID, COMMAND, STATE, TIME_MS, INFO FROM information_schema.PROCESSLIST"
+                            " WHERE INFO LIKE %s AND ID <> CONNECTION_ID()", (like,))
+                names = ("id", "command", "state", "time_ms", "info")
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        with contextlib.suppress(Exception):
+            if self.running():
+                self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 # --- a pipeline step in its own process -------------------------------------------------------------
 
 
@@ -319,3 +456,15 @@ def portal_rows(url: str, community: str) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM portal.{t} WHERE community_code = %s",
                                 (community,)).fetchone()[0]
                 for t in ("accounts", "residents", "charges", "payments", "balances", "assessments")}
+
+
+# --- Airflow task processes ---------------------------------------------------------------------------
+
+
+def process_of_client_port(port: int) -> psutil.Process:
+    """The local process that owns the TCP connection from ``port`` to the portal database (the task
+    process that opened the session)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.raddr and conn.pid:
+            return psutil.Process(conn.pid)
+    raise AssertionError(f"no local process owns a connection from port {port}")

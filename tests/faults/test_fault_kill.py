@@ -6,8 +6,9 @@ Each step under attack runs in its own process (tests/faults/fault_step.py), lik
 process, against a `village` source (a quarter of a town, 150 k ledger lines) so that its reads and statements last. The
 moment of the kill is made certain with locks held by the test: the step is caught waiting on a
 lock in the middle of its work (visible in pg_stat_activity), then killed with SIGKILL, so no
-exception handler, no ``finally`` and no rollback of ours runs. The Airflow version of the publish
-case is tests/faults/test_fault_airflow_kill.py.
+exception handler, no ``finally`` and no rollback of ours runs. The same faults through a real
+Airflow: tests/faults/test_fault_airflow_kill.py (publish) and test_fault_airflow_kill_steps.py
+(extraction, staging, validation).
 """
 
 from __future__ import annotations
@@ -184,24 +185,27 @@ def test_sigkill_during_validation_then_the_retry_refuses_exactly_the_bad_rows(v
     keys_table = stage_table_name(ctx.run_key, "charges", DATASETS["charges"].supporting[0])
     assert keys_table.endswith("__customer_keys")
     with blocker(portal) as hold:
-        # The orphan_account rule reads the customer keys; the rules before it (keys, required values,
-        # money, codes) run and commit their findings, then the validation waits here.
+        # The orphan_account rule reads the customer keys: the validation's findings statement (one
+        # scan for all rules) waits here.
         assert lock_table(hold, keys_table, "ACCESS EXCLUSIVE")
         victim = step(village, portal, "kill-validate", "validate_dataset", "charges",
                       app="fault_validate").start(tmp_path)
         rule = wait_until("the orphan_account rule of the validation",
-                          lambda: backend_running(portal, "fault_validate", "INSERT INTO sync.run_findings",
-                                                  waiting=True) or not victim.alive(), timeout=120)
+                          lambda: findings_waiting(portal, "fault_validate") or not victim.alive(), timeout=120)
         assert victim.alive(), victim.output()
+        with psycopg.connect(portal, autocommit=True) as conn:  # the statement is cut in pg_stat_activity
+            waits_for = conn.execute("SELECT relation::regclass::text FROM pg_locks WHERE pid = %s AND NOT granted",
+                                     (rule["pid"],)).fetchone()[0]
         assert victim.kill() == -9
     wait_sessions_end(portal, "fault_validate")
 
-    assert "customer_keys" in rule["query"]
+    assert keys_table in waits_for, waits_for
     with psycopg.connect(portal) as conn:
         partial = dict(conn.execute("SELECT rule, count(*) FROM sync.run_findings WHERE run_key = %s"
                                     " AND dataset = 'charges' GROUP BY rule", (ctx.run_key,)).fetchall())
-    # The rules before the lock committed their findings (the statement caught waiting may still
-    # complete once the lock is gone: PostgreSQL notices the dead client only when it answers).
+    # The statement caught waiting completes once the lock is gone and commits the killed attempt's
+    # findings: PostgreSQL notices the dead client only when it answers.
+    print(f"findings left by the killed validation: {partial}")
     assert partial.get("code_servicecode") == 1, partial
     assert phases(portal, ctx.run_key)["charges"][0] == "staged", "a killed validation must not look validated"
 
@@ -220,6 +224,15 @@ def test_sigkill_during_validation_then_the_retry_refuses_exactly_the_bad_rows(v
                                " AND dataset = 'charges'", (ctx.run_key,)).fetchone()[0]
     assert published == 0, "refused lines must not publish"
     assert refused == len(orphans) + 1
+
+
+def findings_waiting(portal: str, app: str) -> dict | None:
+    """``app``'s statement that records findings (``INSERT INTO sync.run_findings``, alone or inside a
+    ``WITH``), waiting for a lock."""
+    for b in backends(portal, app):
+        if b["state"] == "active" and b["wait_event_type"] == "Lock" and "INSERT INTO sync.run_findings" in b["query"]:
+            return b
+    return None
 
 
 def plant_bad_service_code(sim) -> int:
