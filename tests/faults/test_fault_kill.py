@@ -185,8 +185,8 @@ def test_sigkill_during_validation_then_the_retry_refuses_exactly_the_bad_rows(v
     keys_table = stage_table_name(ctx.run_key, "charges", DATASETS["charges"].supporting[0])
     assert keys_table.endswith("__customer_keys")
     with blocker(portal) as hold:
-        # The orphan_account rule reads the customer keys: the validation's findings statement (one
-        # scan for all rules) waits here.
+        # The orphan_account rule reads the customer keys: its findings statement waits here (the row
+        # rules' one scan, code_servicecode among them, has run and committed before it).
         assert lock_table(hold, keys_table, "ACCESS EXCLUSIVE")
         victim = step(village, portal, "kill-validate", "validate_dataset", "charges",
                       app="fault_validate").start(tmp_path)
