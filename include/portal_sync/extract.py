@@ -187,7 +187,7 @@ def _sqlite_unreadable(extract: Extract, quote: str) -> str:
     """NULL for a row whose values all read exactly, else what is wrong with each.
 
     The cheap all-good test runs first, so only the (rare) bad rows pay for building the message:
-    a third less time for the SQLite read of a ledger (docs/benchmarks).
+    4-15 % less time for the SQLite read of a town ledger (docs/benchmarks/README.md).
     """
     parts = [p for p in (_sqlite_problem(c, quote) for c in extract.columns) if p]
     all_ok = " AND ".join(_sqlite_ok(c, quote) for c in extract.columns)
