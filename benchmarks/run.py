@@ -448,7 +448,13 @@ class Results:
         self.data = json.loads(self.json_path.read_text()) if self.json_path.exists() else {"sections": {}}
 
     def save(self, preset: str, engine: str, section: dict) -> None:
-        self.data["sections"][f"{preset}/{engine}"] = section
+        """A re-run replaces the workloads it ran and keeps the section's others (each stamped with its commit)."""
+        key = f"{preset}/{engine}"
+        old = self.data["sections"].get(key, {})
+        if old.get("source_info", {}).get("counts") not in (None, section.get("source_info", {}).get("counts")):
+            old = {k: v for k, v in old.items() if k in ("commits",)}  # another source: nothing comparable
+        merged = {**old, **section, "commits": {**old.get("commits", {}), **section.get("commits", {})}}
+        self.data["sections"][key] = merged
         self.write()
 
     def write(self) -> None:
