@@ -334,6 +334,7 @@ def _advance_mark(conn: psycopg.Connection, community: str, dataset: str, run_ke
 
 
 ANALYZE_AFTER_ROWS = 10_000
+PUBLISH_WORK_MEM = "256MB"  # per hash or sort node of the publish transaction, one per community at a time
 
 
 def refresh_statistics(conn: psycopg.Connection, counts: Mapping[str, PublishCounts]) -> list[str]:
@@ -377,6 +378,9 @@ def publish(
     outcome = PublishOutcome({}, {})
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('portal_sync'), hashtext(%s))", (community,))
+        # The classify join hashes a whole portal table of the community: at the default 4 MB a city
+        # ledger's hash went to disk in 256 batches (2.4 GB of temp files, docs/benchmarks).
+        conn.execute(f"SET LOCAL work_mem = '{PUBLISH_WORK_MEM}'")
         conn.execute(
             "INSERT INTO portal.communities (community_code, name, time_zone, synced_at) VALUES (%s, %s, %s, now())"
             " ON CONFLICT (community_code) DO UPDATE SET name = EXCLUDED.name, time_zone = EXCLUDED.time_zone,"
