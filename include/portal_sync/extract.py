@@ -134,53 +134,49 @@ def _sqlite_read(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> s
             f"THEN substr({c}, 1, {clip}) ELSE {c} END AS {c}")
 
 
-def _sqlite_problem(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str | None:
-    """SQLite SQL: NULL, or '; <what is wrong with this value>' (the stored value, not the driver's reading)."""
+def _sqlite_bad(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
+    """SQLite SQL, true (or NULL) when a non-NULL stored value would not read exactly."""
     c = quote_ident(column.name, quote)
-    shown = f"replace(substr(quote({c}), 1, 60), char(0), '\\0')"
-    name = column.name.replace("'", "''")
     if column.kind in _INT_RANGE or column.kind == "bigint":
         lo, hi = _INT_RANGE.get(column.kind, (-(2**63), 2**63 - 1))
-        bad = f"typeof({c}) <> 'integer' OR {c} NOT BETWEEN {lo} AND {hi}"
-        what = f"is not an integer in the {column.kind.upper()} range"
-    elif column.kind == "date":
+        return f"typeof({c}) <> 'integer' OR {c} NOT BETWEEN {lo} AND {hi}"
+    if column.kind == "date":
         # date(x, '+0 days') normalises: '2024-02-30' becomes '2024-03-01', garbage becomes NULL
-        bad = f"NOT (typeof({c}) = 'text' AND length({c}) = 10 AND {c} >= '0001' AND date({c}, '+0 days') IS {c})"
-        what = "is not a date (YYYY-MM-DD)"
-    elif column.kind == "datetime":
+        return f"NOT (typeof({c}) = 'text' AND length({c}) = 10 AND {c} >= '0001' AND date({c}, '+0 days') IS {c})"
+    if column.kind == "datetime":
         # datetime() also applies a time-zone suffix and rolls hour 24 over: the text must equal
         # its normalised form, followed by nothing or by a fraction of a second
-        bad = (f"NOT (typeof({c}) = 'text' AND {c} >= '0001'"
-               f" AND datetime({c}, '+0 seconds') IS replace(substr({c}, 1, 19), 'T', ' ')"
-               f" AND (length({c}) = 19 OR (length({c}) BETWEEN 21 AND 26 AND substr({c}, 20, 1) = '.'"
-               f" AND substr({c}, 21) NOT GLOB '*[^0-9]*')))")
-        what = "is not a local date-time (YYYY-MM-DD HH:MM:SS[.ffffff])"
-    else:  # text, char, money: the driver stops at a NUL; a blob is not text; clipped text says how long it was
+        return (f"NOT (typeof({c}) = 'text' AND {c} >= '0001'"
+                f" AND datetime({c}, '+0 seconds') IS replace(substr({c}, 1, 19), 'T', ' ')"
+                f" AND (length({c}) = 19 OR (length({c}) BETWEEN 21 AND 26 AND substr({c}, 20, 1) = '.'"
+                f" AND substr({c}, 21) NOT GLOB '*[^0-9]*')))")
+    # text, char, money: the driver stops at a NUL; a blob is not text; longer text is clipped
+    return (f"typeof({c}) = 'blob' OR (typeof({c}) = 'text'"
+            f" AND (instr(CAST({c} AS BLOB), X'00') > 0 OR length({c}) > {clip}))")
+
+
+def _sqlite_problem(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
+    """SQLite SQL: NULL, or '; <what is wrong with this value>' (the stored value, not the driver's reading)."""
+    c = quote_ident(column.name, quote)
+    name = column.name.replace("'", "''")
+    if column.kind in ("text", "char", "money"):  # say which of the text problems it is
         return (f"CASE WHEN typeof({c}) = 'blob' THEN '; {name} is binary, not text'"
                 f" WHEN typeof({c}) <> 'text' THEN NULL"
                 f" WHEN instr(CAST({c} AS BLOB), X'00') > 0 THEN '; {name} holds a NUL character'"
                 f" WHEN length({c}) > {clip} THEN '; {name} is ' || length({c}) || ' characters long"
                 f" (its first {clip} were read)' END")
-    return f"CASE WHEN {c} IS NOT NULL AND coalesce({bad}, 1) THEN '; {name}=' || {shown} || ' {what}' END"
+    what = {"date": "is not a date (YYYY-MM-DD)",
+            "datetime": "is not a local date-time (YYYY-MM-DD HH:MM:SS[.ffffff])"}.get(
+        column.kind, f"is not an integer in the {column.kind.upper()} range")
+    shown = f"replace(substr(quote({c}), 1, 60), char(0), '\\0')"
+    return (f"CASE WHEN {c} IS NOT NULL AND coalesce({_sqlite_bad(column, quote, clip)}, 1)"
+            f" THEN '; {name}=' || {shown} || ' {what}' END")
 
 
 def _sqlite_ok(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
-    """SQLite SQL, true when the value reads exactly: the negation of ``_sqlite_problem``'s tests."""
+    """SQLite SQL, true when the value reads exactly (the cheap test before any message is built)."""
     c = quote_ident(column.name, quote)
-    if column.kind in _INT_RANGE or column.kind == "bigint":
-        lo, hi = _INT_RANGE.get(column.kind, (-(2**63), 2**63 - 1))
-        test = f"typeof({c}) = 'integer' AND {c} BETWEEN {lo} AND {hi}"
-    elif column.kind == "date":
-        test = f"typeof({c}) = 'text' AND length({c}) = 10 AND {c} >= '0001' AND date({c}, '+0 days') = {c}"
-    elif column.kind == "datetime":
-        test = (f"typeof({c}) = 'text' AND {c} >= '0001'"
-                f" AND datetime({c}, '+0 seconds') = replace(substr({c}, 1, 19), 'T', ' ')"
-                f" AND (length({c}) = 19 OR (length({c}) BETWEEN 21 AND 26 AND substr({c}, 20, 1) = '.'"
-                f" AND substr({c}, 21) NOT GLOB '*[^0-9]*'))")
-    else:
-        test = (f"typeof({c}) <> 'blob' AND (typeof({c}) <> 'text'"
-                f" OR (length({c}) <= {clip} AND instr(CAST({c} AS BLOB), X'00') = 0))")
-    return f"({c} IS NULL OR ({test}))"
+    return f"({c} IS NULL OR NOT coalesce({_sqlite_bad(column, quote, clip)}, 1))"
 
 
 def _sqlite_unreadable(extract: Extract, quote: str) -> str:
@@ -189,7 +185,7 @@ def _sqlite_unreadable(extract: Extract, quote: str) -> str:
     The cheap all-good test runs first, so only the (rare) bad rows pay for building the message:
     4-15 % less time for the SQLite read of a town ledger (docs/benchmarks/README.md).
     """
-    parts = [p for p in (_sqlite_problem(c, quote) for c in extract.columns) if p]
+    parts = [_sqlite_problem(c, quote) for c in extract.columns]
     all_ok = " AND ".join(_sqlite_ok(c, quote) for c in extract.columns)
     detail = "NULLIF(substr(" + " || ".join(f"coalesce({p}, '')" for p in parts) + f", 3, {SQLITE_TEXT}), '')"
     return f"CASE WHEN {all_ok} THEN NULL ELSE {detail} END"
