@@ -163,9 +163,8 @@ def merge_dataset(
         return counts
 
     conn.execute(f"DROP TABLE IF EXISTS {temp}")
-    conn.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS {projection}", args)
+    total = conn.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS {projection}", args).rowcount
     conn.execute(f"ANALYZE {temp}")
-    total = conn.execute(f"SELECT count(*) FROM {temp}").fetchone()[0]
 
     key_cols = ("community_code", *ds.key)
     key_list = ", ".join(_q(k) for k in key_cols)
