@@ -468,3 +468,42 @@ def process_of_client_port(port: int) -> psutil.Process:
         if conn.laddr and conn.laddr.port == port and conn.raddr and conn.pid:
             return psutil.Process(conn.pid)
     raise AssertionError(f"no local process owns a connection from port {port}")
+
+
+# --- the pipeline steps the in-process fault tests drive ----------------------------------------------
+
+FAULT_DATASETS = ("accounts", "charges", "balances")
+
+
+def copy_progress(url: str, app: str) -> int:
+    """Rows a running COPY of ``app``'s sessions has taken so far (pg_stat_progress_copy)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT max(p.tuples_processed) FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)"
+            " WHERE a.application_name = %s", (app,)).fetchone()
+    return int(row[0] or 0)
+
+
+def fault_context(odbc: str, portal: str, run_id: str, **request):
+    """A run of SPRINGFLD's FAULT_DATASETS, validated by our SQL (the steps run one by one)."""
+    from synctest import community
+
+    from portal_sync.params import RunRequest
+    from portal_sync.pipeline import RunContext
+
+    return RunContext(community(datasets=FAULT_DATASETS), run_id, portal, odbc, use_gx=False,
+                      request=RunRequest(**request))
+
+
+def rest_of_run(ctx, done: set[str]) -> dict:
+    """The data sets not yet staged, then the publish and the cleanup, as Airflow would run them."""
+    from portal_sync.pipeline import cleanup, extract_dataset, publish_run, validate_dataset
+
+    for name in ctx.community.datasets:
+        if name not in done:
+            extract_dataset(ctx, name)
+            validate_dataset(ctx, name)
+    try:
+        return publish_run(ctx)
+    finally:
+        cleanup(ctx)

@@ -19,12 +19,15 @@ from datetime import timedelta
 import psycopg
 import pytest
 from faultkit import (
+    FAULT_DATASETS,
     Step,
     advisory_lock_holder,
     assert_no_duplicates,
     backend_running,
     backends,
     blocker,
+    copy_progress,
+    fault_context,
     phases,
     portal_rows,
     stage_tables,
@@ -35,7 +38,6 @@ from psycopg import sql
 from synctest import FULL, assert_in_sync, community, portal_fingerprint
 
 from portal_sync.datasets import DATASETS
-from portal_sync.params import RunRequest
 from portal_sync.pipeline import (
     RunContext,
     cleanup,
@@ -49,13 +51,10 @@ from portal_sync.stage import stage_table_name
 pytestmark = pytest.mark.integration
 
 CODE = "SPRINGFLD"
-DATASETS_UNDER_TEST = ("accounts", "charges", "balances")
+DATASETS_UNDER_TEST = FAULT_DATASETS
 COMM = {"datasets": list(DATASETS_UNDER_TEST)}
 
 
-def ctx_for(sim, portal: str, run_id: str, **request) -> RunContext:
-    return RunContext(community(**COMM), run_id, portal, sim.spec.odbc_connection_string(), use_gx=False,
-                      request=RunRequest(**request))
 
 
 def step(sim, portal: str, run_id: str, name: str, *args, app: str, **request) -> Step:
@@ -93,13 +92,6 @@ def primary_table(ctx: RunContext, dataset: str) -> str:
     return stage_table_name(ctx.run_key, dataset, DATASETS[dataset].primary)
 
 
-def copy_progress(portal: str, app: str) -> int:
-    """Rows a running COPY of ``app``'s sessions has taken so far (pg_stat_progress_copy)."""
-    with psycopg.connect(portal, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT max(p.tuples_processed) FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)"
-            " WHERE a.application_name = %s", (app,)).fetchone()
-    return int(row[0] or 0)
 
 
 def lock_table(conn: psycopg.Connection, table: str, mode: str) -> bool:
@@ -114,7 +106,7 @@ def lock_table(conn: psycopg.Connection, table: str, mode: str) -> bool:
 
 
 def test_sigkill_during_extraction_then_the_retry_publishes_everything_once(village, portal, tmp_path):
-    ctx = ctx_for(village, portal, "kill-extract")
+    ctx = fault_context(village.spec.odbc_connection_string(), portal, "kill-extract")
     prepare(ctx)
     extract_dataset(ctx, "accounts")
     validate_dataset(ctx, "accounts")
@@ -142,7 +134,7 @@ def test_sigkill_during_extraction_then_the_retry_publishes_everything_once(vill
 
 
 def test_sigkill_during_staging_then_the_retry_stages_afresh(village, portal, tmp_path):
-    ctx = ctx_for(village, portal, "kill-stage")
+    ctx = fault_context(village.spec.odbc_connection_string(), portal, "kill-stage")
     prepare(ctx)
     table = primary_table(ctx, "charges")
     victim = step(village, portal, "kill-stage", "extract_dataset", "charges", app="fault_stage").start(tmp_path)
@@ -176,7 +168,7 @@ def test_sigkill_during_staging_then_the_retry_stages_afresh(village, portal, tm
 def test_sigkill_during_validation_then_the_retry_refuses_exactly_the_bad_rows(village, portal, tmp_path):
     orphans = village.add_orphans(lines=4, receipts=0)["UB_Transaction"].inserted
     bad_code = plant_bad_service_code(village)
-    ctx = ctx_for(village, portal, "kill-validate")
+    ctx = fault_context(village.spec.odbc_connection_string(), portal, "kill-validate")
     prepare(ctx)
     for name in DATASETS_UNDER_TEST:
         extract_dataset(ctx, name)
@@ -247,7 +239,7 @@ def plant_bad_service_code(sim) -> int:
 
 
 def test_sigkill_in_the_middle_of_the_publish_transaction_leaves_the_portal_as_it_was(village, portal, tmp_path):
-    base = ctx_for(village, portal, "kill-publish-base")
+    base = fault_context(village.spec.odbc_connection_string(), portal, "kill-publish-base")
     prepare(base)
     finish_run(base, set())
     before = portal_fingerprint(portal)
@@ -256,7 +248,7 @@ def test_sigkill_in_the_middle_of_the_publish_transaction_leaves_the_portal_as_i
     village.evolve(timedelta(hours=12), {"new_customers": 40, "move_outs": 20, "contact_edits": 20})
     village.delete_inactive_customers(count=5)
 
-    ctx = ctx_for(village, portal, "kill-publish", **FULL)
+    ctx = fault_context(village.spec.odbc_connection_string(), portal, "kill-publish", **FULL)
     prepare(ctx)
     for name in DATASETS_UNDER_TEST:
         extract_dataset(ctx, name)

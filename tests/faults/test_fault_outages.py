@@ -15,20 +15,22 @@ import uuid
 import psycopg
 import pytest
 from faultkit import (
+    FAULT_DATASETS,
     Step,
     assert_no_duplicates,
     backend_running,
     blocker,
+    copy_progress,
+    fault_context,
     phases,
     portal_rows,
+    rest_of_run,
     stage_tables,
     wait_until,
 )
 from synctest import assert_in_sync, community, portal_fingerprint
 
-from portal_sync.params import RunRequest
 from portal_sync.pipeline import (
-    RunContext,
     SyncError,
     cleanup,
     extract_dataset,
@@ -40,31 +42,14 @@ from portal_sync.pipeline import (
 pytestmark = pytest.mark.integration
 
 CODE = "SPRINGFLD"
-DATASETS = ("accounts", "charges", "balances")
+DATASETS = FAULT_DATASETS
 COMM = {"datasets": list(DATASETS)}
 
 
-def copy_progress(url: str, app: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT max(p.tuples_processed) FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)"
-            " WHERE a.application_name = %s", (app,)).fetchone()
-    return int(row[0] or 0)
 
 
-def ctx_for(odbc: str, portal: str, run_id: str) -> RunContext:
-    return RunContext(community(**COMM), run_id, portal, odbc, use_gx=False, request=RunRequest())
 
 
-def rest_of_run(ctx: RunContext, done: set[str]) -> dict:
-    for name in DATASETS:
-        if name not in done:
-            extract_dataset(ctx, name)
-            validate_dataset(ctx, name)
-    try:
-        return publish_run(ctx)
-    finally:
-        cleanup(ctx)
 
 
 @pytest.fixture
@@ -85,7 +70,7 @@ def test_the_source_stopping_mid_extract_fails_naming_community_and_data_set_the
     create_source(spec, preset="town", seed=31, org_code=CODE, org_name="City of Springfield",
                   time_zone="America/Denver", customer_number_mask="###-#####-##").close()
     odbc = spec.odbc_connection_string()
-    ctx = ctx_for(odbc, portal, "source-outage")
+    ctx = fault_context(odbc, portal, "source-outage")
     prepare(ctx)
     extract_dataset(ctx, "accounts")
     validate_dataset(ctx, "accounts")
@@ -128,7 +113,7 @@ def test_the_source_stopping_mid_extract_fails_naming_community_and_data_set_the
 def test_the_portal_restarting_during_staging_fails_naming_community_and_data_set_then_the_retry_succeeds(
         private_pg, private_portal, village, tmp_path):
     odbc = village.spec.odbc_connection_string()
-    ctx = ctx_for(odbc, private_portal, "portal-restart-stage")
+    ctx = fault_context(odbc, private_portal, "portal-restart-stage")
     prepare(ctx)
     extract_dataset(ctx, "accounts")
     victim = Step(private_portal, odbc, "portal-restart-stage", "extract_dataset", ("charges",), COMM,
@@ -158,7 +143,7 @@ def test_the_portal_restarting_during_staging_fails_naming_community_and_data_se
 def test_the_portal_restarting_during_the_publish_leaves_it_as_it_was_then_the_retry_publishes(
         private_pg, private_portal, village, tmp_path):
     odbc = village.spec.odbc_connection_string()
-    ctx = ctx_for(odbc, private_portal, "portal-restart-publish")
+    ctx = fault_context(odbc, private_portal, "portal-restart-publish")
     prepare(ctx)
     for name in DATASETS:
         extract_dataset(ctx, name)

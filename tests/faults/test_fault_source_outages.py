@@ -18,16 +18,25 @@ import os
 import shutil
 import uuid
 
-import psycopg
 import pytest
-from faultkit import Step, assert_no_duplicates, build_source, phases, portal_rows, stage_tables, wait_until
+from faultkit import (
+    FAULT_DATASETS,
+    Step,
+    assert_no_duplicates,
+    build_source,
+    copy_progress,
+    fault_context,
+    phases,
+    portal_rows,
+    rest_of_run,
+    stage_tables,
+    wait_until,
+)
 from synctest import assert_in_sync, community, portal_fingerprint
 
-from portal_sync.params import RunRequest
 from portal_sync.pipeline import (
     RunContext,
     SyncError,
-    cleanup,
     extract_dataset,
     prepare,
     publish_run,
@@ -37,32 +46,15 @@ from portal_sync.pipeline import (
 pytestmark = pytest.mark.integration
 
 CODE = "SPRINGFLD"
-DATASETS = ("accounts", "charges", "balances")
+DATASETS = FAULT_DATASETS
 COMM = {"datasets": list(DATASETS)}
 FAILED = f"STEP FAILED: SyncError: {CODE} charges: extract failed:"
 
 
-def copy_progress(url: str, app: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT max(p.tuples_processed) FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)"
-            " WHERE a.application_name = %s", (app,)).fetchone()
-    return int(row[0] or 0)
 
 
-def ctx_for(odbc: str, portal: str, run_id: str) -> RunContext:
-    return RunContext(community(**COMM), run_id, portal, odbc, use_gx=False, request=RunRequest())
 
 
-def rest_of_run(ctx: RunContext, done: set[str]) -> dict:
-    for name in DATASETS:
-        if name not in done:
-            extract_dataset(ctx, name)
-            validate_dataset(ctx, name)
-    try:
-        return publish_run(ctx)
-    finally:
-        cleanup(ctx)
 
 
 def failure_of(victim: Step) -> str:
@@ -92,7 +84,7 @@ def test_the_mariadb_source_dying_mid_extract_fails_naming_community_and_data_se
                   time_zone="America/Denver", customer_number_mask="###-#####-##").close()
     odbc = spec.odbc_connection_string()
     assert "MariaDB" in odbc
-    ctx = ctx_for(odbc, portal, "mariadb-outage")
+    ctx = fault_context(odbc, portal, "mariadb-outage")
     prepare(ctx)
     extract_dataset(ctx, "accounts")
     validate_dataset(ctx, "accounts")
@@ -160,7 +152,7 @@ def test_the_sqlite_file_emptied_mid_extract_fails_naming_community_and_data_set
     backup = tmp_path / "caselle.backup.db"
     shutil.copyfile(path, backup)
     odbc = spec.odbc_connection_string()
-    ctx = ctx_for(odbc, portal, "sqlite-outage")
+    ctx = fault_context(odbc, portal, "sqlite-outage")
     prepare(ctx)
     extract_dataset(ctx, "accounts")
     validate_dataset(ctx, "accounts")
