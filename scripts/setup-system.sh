@@ -30,8 +30,13 @@ fi
 if ! command -v psql >/dev/null 2>&1; then
     wanted+=(postgresql-client)
 fi
-# The test suite also needs a MariaDB source server and Redis (the Celery broker test).
-if ! cps_port_open 127.0.0.1 3306 && [ ! -x /usr/sbin/mariadbd ]; then
+# The test suite also needs a MariaDB source server and Redis (the Celery broker test), and the
+# server binaries even when shared servers answer: the fault tests stage outages on private
+# PostgreSQL and MariaDB servers they start and kill (tests/faults/faultkit.py).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    wanted+=(postgresql)
+fi
+if [ ! -x /usr/sbin/mariadbd ]; then
     wanted+=(mariadb-server)
 fi
 if ! cps_port_open 127.0.0.1 6379 && ! command -v redis-server >/dev/null 2>&1; then
