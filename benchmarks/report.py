@@ -318,18 +318,19 @@ def targets(data: dict) -> list[str]:
         top = max(rss)
         out.append(f"| peak RSS of any task < 1 GiB (product runs, all workloads) | max {top[0]:,.0f} MiB ({top[1]}) | "
                    f"{verdict(top[0] < 1024)} |")
+    def w2_runs(preset: str, engine: str, variant: str) -> list | None:
+        section = sections.get(f"{preset}/{engine}", {})
+        return section.get("w2") if variant == "gx" else section.get("w2_variants", {}).get(variant)
+
     for engine in ("sqlite", "postgresql"):
-        town, city = sections.get(f"town/{engine}", {}).get("w2"), sections.get(f"city/{engine}", {}).get("w2")
-        if town and city:
-            t, c = med([r["wall"] for r in town]), med([r["wall"] for r in city])
-            out.append(f"| {engine}: incremental cost independent of table size (city/town wall near 1) | city "
-                       f"{c:.1f} s / town {t:.1f} s = {c / t:.1f} | {verdict(c / t <= 1.5)} |")
-        town_v = sections.get(f"town/{engine}", {}).get("w2_variants", {}).get("snapshots60")
-        city_v = sections.get(f"city/{engine}", {}).get("w2_variants", {}).get("snapshots60")
-        if town_v and city_v:
-            t, c = med([r["wall"] for r in town_v]), med([r["wall"] for r in city_v])
-            out.append(f"| {engine}: the same, snapshots at a 60-minute cadence (runs between two refreshes) | "
-                       f"city {c:.1f} s / town {t:.1f} s = {c / t:.1f} | {verdict(c / t <= 1.5)} |")
+        for variant, what in (("gx", "incremental cost independent of table size (city/town wall near 1)"),
+                              ("snapshots60", "the same, snapshots at a 60-minute cadence (runs between two "
+                                              "refreshes)")):
+            town, city = w2_runs("town", engine, variant), w2_runs("city", engine, variant)
+            if town and city:
+                t, c = med([r["wall"] for r in town]), med([r["wall"] for r in city])
+                out.append(f"| {engine}: {what} | city {c:.1f} s / town {t:.1f} s = {c / t:.1f} | "
+                           f"{verdict(c / t <= 1.5)} |")
     for key, s in sections.items():
         if s.get("w2"):
             v = med([_validate(r) for r in s["w2"]])
