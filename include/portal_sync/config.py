@@ -105,6 +105,10 @@ class Community(BaseModel):
     # Airflow retries of a failed task: first delay, doubled each try up to 10 minutes.
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     retry_delay_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    # Data sets a one-process run (CLI, pipeline.run_sync) extracts and validates at once: the
+    # source read of one uses the client's core while PostgreSQL checks another. Under Airflow
+    # each data set is its own task and the executor's parallelism decides.
+    parallel_datasets: Annotated[int, Field(ge=1, le=8)] = 2
     quality: Quality = Field(default_factory=Quality)
 
     @field_validator("time_zone")

@@ -31,6 +31,7 @@ CPU, and this module is imported while Airflow parses DAG files.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ _TABLE_RE = re.compile(r"[A-Za-z0-9_]{1,63}")
 _META_KEY = "portal_sync_rule"
 # Tags the extra row-count expectation; "#" cannot occur in a rule name, so no collision.
 _ROW_COUNT_TAG = "#row_count"
+_GX_LOCK = threading.Lock()
 _DATASOURCE_NAME = "portal_sync_pg"
 _ASSET_NAME = "staging_table"
 _BATCH_DEFINITION_NAME = "whole_table"
@@ -238,63 +240,66 @@ def run_rules(pg_url: str, schema: str, table: str, rules: Sequence[GxRule], *, 
     if not rules and not table_checks:
         return []
 
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    # GX's context is a process-wide singleton and warnings.catch_warnings is not thread-safe:
+    # data sets validated in parallel threads (pipeline.run_sync) take turns here.
+    with _GX_LOCK:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
-    # Progress bars would write to the task log's stderr for every metric batch.
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context = gx.get_context(mode="ephemeral")
+        # Progress bars would write to the task log's stderr for every metric batch.
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
 
-    datasource: Any = None
-    try:
-        datasource = context.data_sources.add_postgres(
-            _DATASOURCE_NAME, connection_string=_sqlalchemy_url(pg_url), create_temp_table=False
-        )
-        with warnings.catch_warnings():
-            # Deprecated since GX 1.14 in favour of a schema in the data source's connection
-            # configuration, which the PostgreSQL data source of 1.24 does not offer (only a
-            # search_path in the URL, which would also change how the rules' SQL resolves names).
-            warnings.filterwarnings("ignore", message="`schema_name` is deprecated", category=DeprecationWarning)
-            asset = datasource.add_table_asset(_ASSET_NAME, table_name=f'"{table}"', schema_name=schema)
-        batch_definition = asset.add_batch_definition_whole_table(_BATCH_DEFINITION_NAME)
-
-        suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
-        # element_count comes from GX too, so that everything is one validation of one batch.
-        suite.add_expectation(
-            gx.expectations.ExpectTableRowCountToBeBetween(
-                min_value=0, max_value=None, meta={_META_KEY: _ROW_COUNT_TAG}
+        datasource: Any = None
+        try:
+            datasource = context.data_sources.add_postgres(
+                _DATASOURCE_NAME, connection_string=_sqlalchemy_url(pg_url), create_temp_table=False
             )
-        )
-        for rule in rules:
+            with warnings.catch_warnings():
+                # Deprecated since GX 1.14 in favour of a schema in the data source's connection
+                # configuration, which the PostgreSQL data source of 1.24 does not offer (only a
+                # search_path in the URL, which would also change how the rules' SQL resolves names).
+                warnings.filterwarnings("ignore", message="`schema_name` is deprecated", category=DeprecationWarning)
+                asset = datasource.add_table_asset(_ASSET_NAME, table_name=f'"{table}"', schema_name=schema)
+            batch_definition = asset.add_batch_definition_whole_table(_BATCH_DEFINITION_NAME)
+
+            suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
+            # element_count comes from GX too, so that everything is one validation of one batch.
             suite.add_expectation(
-                gx.expectations.UnexpectedRowsExpectation(
-                    unexpected_rows_query=build_unexpected_rows_query(rule.bad_rows_where),
-                    description=rule.description,
-                    meta={_META_KEY: rule.name},
+                gx.expectations.ExpectTableRowCountToBeBetween(
+                    min_value=0, max_value=None, meta={_META_KEY: _ROW_COUNT_TAG}
                 )
             )
-        for check in table_checks:
-            if check.min_rows is not None or check.max_rows is not None:
+            for rule in rules:
                 suite.add_expectation(
-                    gx.expectations.ExpectTableRowCountToBeBetween(
-                        min_value=check.min_rows, max_value=check.max_rows, description=check.description,
-                        meta={_META_KEY: check.name},
+                    gx.expectations.UnexpectedRowsExpectation(
+                        unexpected_rows_query=build_unexpected_rows_query(rule.bad_rows_where),
+                        description=rule.description,
+                        meta={_META_KEY: rule.name},
                     )
                 )
-            if check.columns is not None:
-                suite.add_expectation(
-                    gx.expectations.ExpectTableColumnsToMatchSet(
-                        column_set=list(check.columns), exact_match=True, description=check.description,
-                        meta={_META_KEY: check.name},
+            for check in table_checks:
+                if check.min_rows is not None or check.max_rows is not None:
+                    suite.add_expectation(
+                        gx.expectations.ExpectTableRowCountToBeBetween(
+                            min_value=check.min_rows, max_value=check.max_rows, description=check.description,
+                            meta={_META_KEY: check.name},
+                        )
                     )
-                )
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{suite_name}__validation", data=batch_definition, suite=suite)
-        )
-        suite_result = validation.run(result_format="COMPLETE")
-    finally:
-        if datasource is not None:
-            _dispose_engines(datasource)
+                if check.columns is not None:
+                    suite.add_expectation(
+                        gx.expectations.ExpectTableColumnsToMatchSet(
+                            column_set=list(check.columns), exact_match=True, description=check.description,
+                            meta={_META_KEY: check.name},
+                        )
+                    )
+            validation = context.validation_definitions.add(
+                gx.ValidationDefinition(name=f"{suite_name}__validation", data=batch_definition, suite=suite)
+            )
+            suite_result = validation.run(result_format="COMPLETE")
+        finally:
+            if datasource is not None:
+                _dispose_engines(datasource)
 
     raw_by_tag: dict[str, dict] = {}
     for result in suite_result.results:

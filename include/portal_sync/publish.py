@@ -5,9 +5,10 @@ only written here, inside a single transaction that also takes a per-community
 advisory lock (two runs of a community cannot interleave their publishes) and
 advances the high-water marks (docs/adr/0001, 0004).
 
-Per data set the merge is set-based SQL: project the accepted staged rows into a
-temporary table, upsert with an ``IS DISTINCT FROM`` guard so unchanged rows are not
-rewritten and with version guards so an older read never replaces a newer one, then
+Per data set the merge is set-based SQL: one join of the projected accepted staged rows
+with the portal keeps the new, changed and tombstoned ones in a temporary table, which
+is upserted with an ``IS DISTINCT FROM`` guard (unchanged rows are not rewritten) and
+with version guards so an older read never replaces a newer one, then
 (full snapshots and reconciliations only) tombstone the rows whose key is absent
 from the source. Absence is judged against every staged key, refused rows included,
 so a refused row keeps its previous portal version (docs/adr/0002).
@@ -24,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from portal_sync.datasets import DATASETS, Dataset
-from portal_sync.stage import STAGE_SCHEMA
+from portal_sync.stage import BIG_STATEMENT_MEMORY, STAGE_SCHEMA
 
 MODES = ("full", "window", "reconcile")
 
@@ -144,7 +145,6 @@ def merge_dataset(
     started = time.monotonic()
     counts = PublishCounts()
     target = f"portal.{_q(ds.portal_table)}"
-    temp = _q(f"_publish_{ds.name}")
     args = {**params, "community": community, "run_key": run_key, "dataset": ds.name, "read_at": item.read_at}
     scope = _resident_scope(enabled) if ds.name == "residents" else None
 
@@ -162,9 +162,10 @@ def merge_dataset(
         counts.seconds = round(time.monotonic() - started, 3)
         return counts
 
-    conn.execute(f"DROP TABLE IF EXISTS {temp}")
-    total = conn.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS {projection}", args).rowcount
-    conn.execute(f"ANALYZE {temp}")
+    # Counted, not materialised: writing a city ledger's projection into a temp table only to read
+    # it once more in the classify join cost 21 s of a reconciliation (docs/benchmarks); the count
+    # reads the staged rows without computing the projected values.
+    total = conn.execute(f"SELECT count(*) FROM ({projection}) p", args).fetchone()[0]
 
     key_cols = ("community_code", *ds.key)
     key_list = ", ".join(_q(k) for k in key_cols)
@@ -192,8 +193,9 @@ def merge_dataset(
     conn.execute(f"DROP TABLE IF EXISTS {todo}")
     key_join = " AND ".join(f"t.{_q(k)} = p.{_q(k)}" for k in key_cols)
     conn.execute(
-        f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.* FROM {temp} p LEFT JOIN {target} t ON {key_join}"
-        f" WHERE t.community_code IS NULL OR {changed_p}"
+        f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.* FROM ({projection}) p"
+        f" LEFT JOIN {target} t ON {key_join} WHERE t.community_code IS NULL OR {changed_p}",
+        args,
     )
     conn.execute(f"ANALYZE {todo}")
 
@@ -333,7 +335,6 @@ def _advance_mark(conn: psycopg.Connection, community: str, dataset: str, run_ke
 
 
 ANALYZE_AFTER_ROWS = 10_000
-PUBLISH_WORK_MEM = "256MB"  # per hash or sort node of the publish transaction, one per community at a time
 
 
 def refresh_statistics(conn: psycopg.Connection, counts: Mapping[str, PublishCounts]) -> list[str]:
@@ -379,7 +380,7 @@ def publish(
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('portal_sync'), hashtext(%s))", (community,))
         # The classify join hashes a whole portal table of the community: at the default 4 MB a city
         # ledger's hash went to disk in 256 batches (2.4 GB of temp files, docs/benchmarks).
-        conn.execute(f"SET LOCAL work_mem = '{PUBLISH_WORK_MEM}'")
+        conn.execute(f"SET LOCAL work_mem = '{BIG_STATEMENT_MEMORY}'")
         conn.execute(
             "INSERT INTO portal.communities (community_code, name, time_zone, synced_at) VALUES (%s, %s, %s, now())"
             " ON CONFLICT (community_code) DO UPDATE SET name = EXCLUDED.name, time_zone = EXCLUDED.time_zone,"

@@ -20,6 +20,10 @@ from portal_sync.datasets import Extract, SourceColumn
 from portal_sync.extract import ROW_ID, UNREADABLE
 
 STAGE_SCHEMA = "stage"
+# Memory per sort or hash of the sync's few big statements (staging index builds, the duplicate-key
+# check, the publish's classify join), set LOCAL to their transactions. At the server defaults
+# (4 MB, 64 MB for index builds) a city ledger's sorts and hashes spilled to gigabytes of temp files.
+BIG_STATEMENT_MEMORY = "256MB"
 
 _PG_TYPES = {
     "int": "integer",
@@ -94,11 +98,13 @@ def load_batches(adbc_url: str, table: str, schema: pa.Schema, batches: Iterable
 def finish_table(conn: psycopg.Connection, table: str, extract: Extract) -> None:
     """Index the business key and gather statistics so the checks and the merge plan well."""
     ident = sql.Identifier(STAGE_SCHEMA, table)
-    conn.execute(
-        sql.SQL("CREATE INDEX ON {} ({})").format(ident, sql.SQL(", ").join(map(sql.Identifier, extract.key)))
-    )
-    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, sql.Identifier(ROW_ID)))
-    conn.execute(sql.SQL("ANALYZE {}").format(ident))
+    with conn.transaction():
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
+        conn.execute(
+            sql.SQL("CREATE INDEX ON {} ({})").format(ident, sql.SQL(", ").join(map(sql.Identifier, extract.key)))
+        )
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, sql.Identifier(ROW_ID)))
+        conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
 def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:

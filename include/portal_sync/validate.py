@@ -21,7 +21,7 @@ import psycopg
 from portal_sync.config import Quality
 from portal_sync.datasets import DATASETS, Dataset
 from portal_sync.extract import ROW_ID, UNREADABLE
-from portal_sync.stage import STAGE_SCHEMA
+from portal_sync.stage import BIG_STATEMENT_MEMORY, STAGE_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,11 @@ def validate_staged(
     else:
         table_outcomes = [_table_check_sql(conn, primary_table, c) for c in table_checks]
 
-    failing_by_rule = _record_failing_rows(conn, run_key, community, dataset, tables, rules) if rules else {}
+    failing_by_rule: dict[str, int] = {}
+    if rules:
+        with conn.transaction():  # the duplicate-key GROUP BY of a city ledger spilled at the default 4 MB
+            conn.execute(f"SET LOCAL work_mem = '{BIG_STATEMENT_MEMORY}'")
+            failing_by_rule = _record_failing_rows(conn, run_key, community, dataset, tables, rules)
     outcomes = []
     for rule in rules:
         failing = failing_by_rule.get(rule.name, 0)
