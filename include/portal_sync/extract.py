@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyodbc
@@ -247,9 +248,12 @@ def read_batches(
         )
         stats = stats if stats is not None else ExtractStats()
         for batch in reader:
-            ids = pa.array(range(stats.rows + 1, stats.rows + 1 + batch.num_rows), type=pa.int64())
-            flags = batch.column(declared) if sqlite else pa.nulls(batch.num_rows, pa.string())
-            columns, flags = _mark_nul(extract, [batch.column(i) for i in range(declared)], flags)
+            ids = pa.array(np.arange(stats.rows + 1, stats.rows + 1 + batch.num_rows, dtype=np.int64))
+            columns = [batch.column(i) for i in range(declared)]
+            if sqlite:  # its driver stops text at a NUL; SQLite's own check has already flagged the value
+                flags = batch.column(declared)
+            else:
+                columns, flags = _mark_nul(extract, columns, pa.nulls(batch.num_rows, pa.string()))
             stats.rows += batch.num_rows
             stats.batches += 1
             yield pa.RecordBatch.from_arrays([ids, *columns, flags], schema=staged)

@@ -28,6 +28,7 @@ from portal_sync.datasets import DATASETS, Dataset
 from portal_sync.stage import BIG_STATEMENT_MEMORY, STAGE_SCHEMA
 
 MODES = ("full", "window", "reconcile")
+MATERIALISE_UP_TO = 200_000  # projected rows; see merge_dataset
 
 
 def _q(name: str) -> str:
@@ -162,10 +163,19 @@ def merge_dataset(
         counts.seconds = round(time.monotonic() - started, 3)
         return counts
 
-    # Counted, not materialised: writing a city ledger's projection into a temp table only to read
-    # it once more in the classify join cost 21 s of a reconciliation (docs/benchmarks); the count
-    # reads the staged rows without computing the projected values.
+    # The count reads the staged rows without computing the projected values. A small projection
+    # (a window, a snapshot) is then materialised and analysed: inline, the voided test's subplans
+    # led the planner to hash all 9 M portal lines for a 5,000-line window (0.4 s -> 5-7 s). A large
+    # one is joined inline: writing a city ledger's projection to a temp table only to read it once
+    # more cost 21 s of a reconciliation, and there hashing the portal side is the right plan anyway.
     total = conn.execute(f"SELECT count(*) FROM ({projection}) p", args).fetchone()[0]
+    if total <= MATERIALISE_UP_TO:
+        projected = _q(f"_publish_{ds.name}")
+        conn.execute(f"DROP TABLE IF EXISTS {projected}")
+        conn.execute(f"CREATE TEMP TABLE {projected} ON COMMIT DROP AS {projection}", args)
+        conn.execute(f"ANALYZE {projected}")
+    else:
+        projected = f"({projection})"
 
     key_cols = ("community_code", *ds.key)
     key_list = ", ".join(_q(k) for k in key_cols)
@@ -193,7 +203,7 @@ def merge_dataset(
     conn.execute(f"DROP TABLE IF EXISTS {todo}")
     key_join = " AND ".join(f"t.{_q(k)} = p.{_q(k)}" for k in key_cols)
     conn.execute(
-        f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.* FROM ({projection}) p"
+        f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.* FROM {projected} p"
         f" LEFT JOIN {target} t ON {key_join} WHERE t.community_code IS NULL OR {changed_p}",
         args,
     )
