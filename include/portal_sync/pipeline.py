@@ -7,6 +7,7 @@ staging tables, its findings), and every hand-over goes through the portal datab
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -170,6 +171,11 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
     community = ctx.community.code
     ds = DATASETS[name]
     started = time.monotonic()
+    if not faulthandler.is_enabled():
+        # An ODBC driver can crash the process (psqlODBC did, 2 times in 30, when its server died
+        # mid-fetch: docs/faults.md); then the task log still shows the Python stack of the read,
+        # after the "reading" line that names the community and data set.
+        faulthandler.enable()
     with ctx.portal() as conn:
         row = audit.dataset_rows(conn, ctx.run_key)[name]
         if row["phase"] == "skipped":
@@ -194,6 +200,7 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
                 tables[extract.name] = table
                 stats = ExtractStats()
                 reads = primary_reads(ds, row, zone, quarantined, quote) if extract is ds.primary else [(None, None)]
+                log.info("%s %s: reading %s (%s)", community, name, extract.table, row["mode"])
 
                 def batches(extract=extract, reads=reads, stats=stats):
                     for where, params in reads:

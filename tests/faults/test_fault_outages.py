@@ -4,12 +4,14 @@
 - the portal database restarts while a data set streams into staging, and while the publish
   transaction is open.
 
-Each time the step fails with a message that names the community (and the data set), nothing
-partial is published, and the retry, once the server is back, brings the portal to the projection.
+Each time the step fails with a message that names the community (and the data set), or (the
+source's ODBC driver, now and then) the process crashes as under a SIGKILL; nothing partial is
+published, and the retry, once the server is back, brings the portal to the projection.
 """
 
 from __future__ import annotations
 
+import signal
 import uuid
 
 import psycopg
@@ -83,17 +85,29 @@ def test_the_source_stopping_mid_extract_fails_naming_community_and_data_set_the
     assert victim.alive(), victim.output()
     private_pg.stop("immediate")  # the Caselle server goes away, mid-read
     try:
-        assert victim.wait(timeout=120) == 1
+        exit_code = victim.wait(timeout=120)
         output = victim.output()
-        print(output[output.find("STEP FAILED"):].strip())
-        assert "STEP FAILED: SyncError: SPRINGFLD charges: extract failed:" in output, output[-3000:]
         phase, error = phases(portal, ctx.run_key)["charges"]
-        assert phase == "failed" and error.startswith("SPRINGFLD charges: extract failed:"), (phase, error)
+        if exit_code == -signal.SIGSEGV:
+            # psqlODBC 13.02 sometimes crashes inside SQLFetch when its server dies (2 runs of 30 here;
+            # docs/faults.md, fault 2). The
+            # process is gone as under a SIGKILL: the task log holds the reading line and the stack
+            # (faulthandler), the audit row stays "planned", Airflow retries the task.
+            assert "SPRINGFLD charges: reading UB_Transaction" in output, output[-3000:]
+            assert "Fatal Python error: Segmentation fault" in output and "read_batches" in output, output[-3000:]
+            assert phase == "planned", (phase, error)
+            why = "SPRINGFLD: not published: charges: planned"
+        else:
+            assert exit_code == 1, output[-3000:]
+            print(output[output.find("STEP FAILED"):].strip())
+            assert "STEP FAILED: SyncError: SPRINGFLD charges: extract failed:" in output, output[-3000:]
+            assert phase == "failed" and error.startswith("SPRINGFLD charges: extract failed:"), (phase, error)
+            why = "SPRINGFLD: not published: charges: SPRINGFLD charges: extract failed"
         assert portal_fingerprint(portal) == before
 
         # If the outage outlasts the retries, the publish (trigger rule ALL_DONE) runs anyway:
         # it must leave the failed data set out, never publish what the broken read staged.
-        with pytest.raises(SyncError, match="SPRINGFLD: not published: charges: SPRINGFLD charges: extract failed"):
+        with pytest.raises(SyncError, match=why):
             publish_run(ctx)
         assert portal_rows(portal, CODE)["charges"] == 0
         assert portal_rows(portal, CODE)["accounts"] > 0
