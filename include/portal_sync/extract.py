@@ -131,12 +131,17 @@ def _sqlite_read(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> s
     c = quote_ident(column.name, quote)
     if column.kind not in ("text", "char", "money"):
         return c
-    return (f"CASE WHEN typeof({c}) = 'blob' THEN NULL WHEN typeof({c}) = 'text' AND length({c}) > {clip} "
-            f"THEN substr({c}, 1, {clip}) ELSE {c} END AS {c}")
+    return (f"CASE typeof({c}) WHEN 'blob' THEN NULL WHEN 'text' THEN CASE WHEN length({c}) > {clip} "
+            f"THEN substr({c}, 1, {clip}) ELSE {c} END ELSE {c} END AS {c}")
 
 
 def _sqlite_bad(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
-    """SQLite SQL, true (or NULL) when a non-NULL stored value would not read exactly."""
+    """SQLite SQL, true (or NULL) when a non-NULL stored value would not read exactly.
+
+    SQLite evaluates both sides of AND and OR in a result column; CASE is lazy. Hence CASE where a
+    test is expensive and its guard usually false: ``instr(CAST(x AS BLOB), ...)`` of a money value
+    stored as REAL first formats the number as text (5x the cost of the whole check, town ledger).
+    """
     c = quote_ident(column.name, quote)
     if column.kind in _INT_RANGE or column.kind == "bigint":
         lo, hi = _INT_RANGE.get(column.kind, (-(2**63), 2**63 - 1))
@@ -152,8 +157,8 @@ def _sqlite_bad(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> st
                 f" AND (length({c}) = 19 OR (length({c}) BETWEEN 21 AND 26 AND substr({c}, 20, 1) = '.'"
                 f" AND substr({c}, 21) NOT GLOB '*[^0-9]*')))")
     # text, char, money: the driver stops at a NUL; a blob is not text; longer text is clipped
-    return (f"typeof({c}) = 'blob' OR (typeof({c}) = 'text'"
-            f" AND (instr(CAST({c} AS BLOB), X'00') > 0 OR length({c}) > {clip}))")
+    return (f"CASE typeof({c}) WHEN 'blob' THEN 1 WHEN 'text'"
+            f" THEN instr(CAST({c} AS BLOB), X'00') > 0 OR length({c}) > {clip} ELSE 0 END")
 
 
 def _sqlite_problem(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
@@ -177,7 +182,7 @@ def _sqlite_problem(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -
 def _sqlite_ok(column: SourceColumn, quote: str, clip: int = SQLITE_TEXT) -> str:
     """SQLite SQL, true when the value reads exactly (the cheap test before any message is built)."""
     c = quote_ident(column.name, quote)
-    return f"({c} IS NULL OR NOT coalesce({_sqlite_bad(column, quote, clip)}, 1))"
+    return f"CASE WHEN {c} IS NULL THEN 1 ELSE NOT coalesce({_sqlite_bad(column, quote, clip)}, 1) END"
 
 
 def _sqlite_unreadable(extract: Extract, quote: str) -> str:
