@@ -96,15 +96,34 @@ def load_batches(adbc_url: str, table: str, schema: pa.Schema, batches: Iterable
 
 
 def finish_table(conn: psycopg.Connection, table: str, extract: Extract) -> None:
-    """Index the business key and gather statistics so the checks and the merge plan well."""
+    """Index the business key and gather statistics so the checks and the merge plan well.
+
+    The key index is built UNIQUE when the staged keys allow it (nearly always): then the
+    duplicate-key check has its answer without a scan (``key_is_unique``; 8 s of a city ledger's
+    validation). Only staged rows with a repeated key pay for a second, plain build.
+    """
     ident = sql.Identifier(STAGE_SCHEMA, table)
+    key = sql.SQL(", ").join(map(sql.Identifier, extract.key))
     with conn.transaction():
         conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
-        conn.execute(
-            sql.SQL("CREATE INDEX ON {} ({})").format(ident, sql.SQL(", ").join(map(sql.Identifier, extract.key)))
-        )
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, key))
+        except psycopg.errors.UniqueViolation:
+            conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(ident, key))
         conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, sql.Identifier(ROW_ID)))
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
+
+
+def key_is_unique(conn: psycopg.Connection, table: str, extract: Extract) -> bool:
+    """True when the staging table has a UNIQUE index on exactly the extract's key (finish_table)."""
+    return bool(conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = format('%%I.%%I', %s::text, %s::text)::regclass"
+        " AND i.indisunique AND i.indisvalid AND i.indexprs IS NULL AND i.indpred IS NULL"
+        " AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(num, pos)"
+        "           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.pos) = %s)",
+        (STAGE_SCHEMA, table, list(extract.key)),
+    ).fetchone()[0])
 
 
 def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:
