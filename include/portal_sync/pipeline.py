@@ -175,7 +175,10 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
         # An ODBC driver can crash the process (psqlODBC did, 2 times in 30, when its server died
         # mid-fetch: docs/faults.md); then the task log still shows the Python stack of the read,
         # after the "reading" line that names the community and data set.
-        faulthandler.enable()
+        try:
+            faulthandler.enable()
+        except (OSError, ValueError):  # stderr replaced by a stream without a file descriptor
+            log.debug("faulthandler not enabled: stderr has no file descriptor")
     with ctx.portal() as conn:
         row = audit.dataset_rows(conn, ctx.run_key)[name]
         if row["phase"] == "skipped":
