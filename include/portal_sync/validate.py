@@ -340,7 +340,8 @@ def validate_staged(
 
     failing_by_rule: dict[str, int] = {}
     if rules:
-        with conn.transaction():  # the duplicate-key GROUP BY of a city ledger spilled at the default 4 MB
+        with conn.transaction():  # one transaction: a killed validation leaves no findings; at 4 MB the
+            # hashes of a city ledger's reference checks (and of the duplicate-key fallback) spill
             conn.execute(f"SET LOCAL work_mem = '{BIG_STATEMENT_MEMORY}'")
             failing_by_rule = _record_failing_rows(conn, run_key, community, dataset, tables, rules)
     outcomes = []

@@ -30,6 +30,7 @@ from faultkit import (
     fault_context,
     phases,
     portal_rows,
+    rest_of_run,
     stage_tables,
     wait_backend_gone,
     wait_until,
@@ -55,22 +56,8 @@ DATASETS_UNDER_TEST = FAULT_DATASETS
 COMM = {"datasets": list(DATASETS_UNDER_TEST)}
 
 
-
-
 def step(sim, portal: str, run_id: str, name: str, *args, app: str, **request) -> Step:
     return Step(portal, sim.spec.odbc_connection_string(), run_id, name, args, COMM, request, app=app)
-
-
-def finish_run(ctx: RunContext, done: set[str]) -> dict:
-    """The rest of the run after a retry: remaining extracts and validations, publish, cleanup."""
-    for name in DATASETS_UNDER_TEST:
-        if name not in done:
-            extract_dataset(ctx, name)
-            validate_dataset(ctx, name)
-    try:
-        return publish_run(ctx)
-    finally:
-        cleanup(ctx)
 
 
 def wait_sessions_end(portal: str, app: str) -> None:
@@ -90,8 +77,6 @@ def assert_clean_end(sim, portal: str, ctx: RunContext) -> None:
 
 def primary_table(ctx: RunContext, dataset: str) -> str:
     return stage_table_name(ctx.run_key, dataset, DATASETS[dataset].primary)
-
-
 
 
 def lock_table(conn: psycopg.Connection, table: str, mode: str) -> bool:
@@ -129,7 +114,7 @@ def test_sigkill_during_extraction_then_the_retry_publishes_everything_once(vill
 
     extract_dataset(ctx, "charges")  # the retry of the task
     validate_dataset(ctx, "charges")
-    finish_run(ctx, {"accounts", "charges"})
+    rest_of_run(ctx, {"accounts", "charges"})
     assert_clean_end(village, portal, ctx)
 
 
@@ -156,7 +141,7 @@ def test_sigkill_during_staging_then_the_retry_stages_afresh(village, portal, tm
     assert phases(portal, ctx.run_key)["charges"][0] == "planned"
     # The retry must start from an empty table: appending to the killed attempt's would stage every
     # line twice.
-    finish_run(ctx, set())
+    rest_of_run(ctx, set())
     assert_clean_end(village, portal, ctx)
     with psycopg.connect(portal) as conn:
         extracted = conn.execute("SELECT rows_extracted FROM sync.run_datasets WHERE run_key = %s"
@@ -209,7 +194,7 @@ def test_sigkill_during_validation_then_the_retry_refuses_exactly_the_bad_rows(v
             "SELECT count(*), count(DISTINCT (row_id, rule)) FROM sync.run_findings WHERE run_key = %s"
             " AND dataset = 'charges'", (ctx.run_key,)).fetchone()
     assert total == distinct, "the retry must not keep the killed attempt's findings beside its own"
-    finish_run(ctx, set(DATASETS_UNDER_TEST))
+    rest_of_run(ctx, set(DATASETS_UNDER_TEST))
     assert_clean_end(village, portal, ctx)
     with psycopg.connect(portal) as conn:
         published = conn.execute("SELECT count(*) FROM portal.charges WHERE charge_id = ANY(%s)",
@@ -243,7 +228,7 @@ def plant_bad_service_code(sim) -> int:
 def test_sigkill_in_the_middle_of_the_publish_transaction_leaves_the_portal_as_it_was(village, portal, tmp_path):
     base = fault_context(village.spec.odbc_connection_string(), portal, "kill-publish-base")
     prepare(base)
-    finish_run(base, set())
+    rest_of_run(base, set())
     before = portal_fingerprint(portal)
     with psycopg.connect(portal) as conn:
         marks = conn.execute("SELECT dataset, mark FROM sync.watermarks ORDER BY 1").fetchall()

@@ -48,12 +48,6 @@ DATASETS = FAULT_DATASETS
 COMM = {"datasets": list(DATASETS)}
 
 
-
-
-
-
-
-
 @pytest.fixture
 def private_portal(private_pg):
     """A migrated portal database on the private cluster (which the test may restart)."""
