@@ -109,6 +109,9 @@ class Community(BaseModel):
     # source read of one uses the client's core while PostgreSQL checks another. Under Airflow
     # each data set is its own task and the executor's parallelism decides.
     parallel_datasets: Annotated[int, Field(ge=1, le=8)] = 2
+    # Concurrent reads of one big SQLite table (full and reconciliation reads, rowid ranges): its
+    # value checks run in the reading process, one core per read. Other engines read in one stream.
+    read_streams: Annotated[int, Field(ge=1, le=8)] = 2
     quality: Quality = Field(default_factory=Quality)
 
     @field_validator("time_zone")

@@ -22,10 +22,11 @@ from psycopg.types.json import Jsonb
 from portal_sync import audit, stage
 from portal_sync.config import Community
 from portal_sync.datasets import DATASETS, ORGANIZATION, Dataset
-from portal_sync.extract import ExtractStats, identifier_quote, read_batches, select_sql, staged_schema
+from portal_sync.extract import ExtractStats, identifier_quote, select_sql, staged_schema
 from portal_sync.freshness import cadence, freshness, is_due, last_published
 from portal_sync.params import RunRequest
 from portal_sync.publish import DeleteGuard, PublishInput, publish, refresh_statistics
+from portal_sync.split_read import read_all
 from portal_sync.validate import DataQualityFailure, rules_for, table_checks_for, validate_staged
 from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, source_timestamp_text
 
@@ -205,12 +206,9 @@ def extract_dataset(ctx: RunContext, name: str) -> int:
                 reads = primary_reads(ds, row, zone, quarantined, quote) if extract is ds.primary else [(None, None)]
                 log.info("%s %s: reading %s (%s)", community, name, extract.table, row["mode"])
 
-                def batches(extract=extract, reads=reads, stats=stats):
-                    for where, params in reads:
-                        yield from read_batches(ctx.source_odbc, extract, quote, stats=stats, where=where,
-                                                parameters=params)
-
-                stage.load_batches(ctx.portal_url, table, staged_schema(extract), batches())
+                streams = 1 if row["mode"] == "window" else ctx.community.read_streams
+                batches = read_all(ctx.source_odbc, extract, quote, reads, stats=stats, streams=streams)
+                stage.load_batches(ctx.portal_url, table, staged_schema(extract), batches)
                 stage.finish_table(conn, table, extract)
                 if extract is ds.primary:
                     primary_rows = stats.rows

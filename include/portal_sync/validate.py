@@ -29,6 +29,7 @@ Severity = Literal["refuse", "warn", "ignore"]
 
 
 KEY_UNIQUE = "key_unique"
+CANDIDATES = "row_rule_candidates"  # temp table: the staged rows some row rule may refuse
 
 
 @dataclass(frozen=True)
@@ -379,14 +380,19 @@ def _record_failing_rows(conn: psycopg.Connection, run_key: str, community: str,
         params: list[object] = [run_key, community, dataset.name]
         for r in scanned:
             params += [r.name, r.severity]
+        # The candidates first, by a statement that only reads: PostgreSQL scans in parallel workers
+        # for a query that creates its table, never for one that inserts into an existing one.
+        conn.execute(f"CREATE TEMP TABLE {_q(CANDIDATES)} ON COMMIT DROP AS"
+                     f" SELECT * FROM {staged} s WHERE {' OR '.join(predicates)}")
         counts.update(conn.execute(
             "WITH found AS (INSERT INTO sync.run_findings (run_key, community_code, dataset, row_id, row_key, rule,"
             f" severity, reason) SELECT %s, %s, %s, s.{_q(ROW_ID)}, {key_text}, r.rule, r.severity, r.reason"
-            f" FROM (SELECT * FROM {staged} s WHERE {' OR '.join(predicates)}) s"
+            f" FROM {_q(CANDIDATES)} s"
             f" CROSS JOIN LATERAL (VALUES {values}) AS r(rule, severity, hit, reason) WHERE r.hit RETURNING rule)"
             " SELECT rule, count(*) FROM found GROUP BY rule",
             params,
         ).fetchall())
+        conn.execute(f"DROP TABLE {_q(CANDIDATES)}")
     for rule in (r for r in rules if r not in scanned):
         if rule.name == KEY_UNIQUE and key_is_unique(conn, tables[dataset.primary.name], dataset.primary):
             counts[rule.name] = 0  # the staged keys took a UNIQUE index: no key repeats (stage.finish_table)
