@@ -381,9 +381,16 @@ def _record_failing_rows(conn: psycopg.Connection, run_key: str, community: str,
         for r in scanned:
             params += [r.name, r.severity]
         # The candidates first, by a statement that only reads: PostgreSQL scans in parallel workers
-        # for a query that creates its table, never for one that inserts into an existing one.
+        # for a query that creates its table, never for one that inserts into an existing one. The
+        # planner takes an OR of dozens of tests for "every row" and so would not pay for moving
+        # them between processes; candidates are rare, hence no such cost for this statement
+        # (a city ledger's scan: 32 s alone, 20 s with the workers; the money regexes are most of it).
+        conn.execute("SET LOCAL parallel_setup_cost = 0")
+        conn.execute("SET LOCAL parallel_tuple_cost = 0")
         conn.execute(f"CREATE TEMP TABLE {_q(CANDIDATES)} ON COMMIT DROP AS"
                      f" SELECT * FROM {staged} s WHERE {' OR '.join(predicates)}")
+        conn.execute("SET LOCAL parallel_setup_cost TO DEFAULT")
+        conn.execute("SET LOCAL parallel_tuple_cost TO DEFAULT")
         counts.update(conn.execute(
             "WITH found AS (INSERT INTO sync.run_findings (run_key, community_code, dataset, row_id, row_key, rule,"
             f" severity, reason) SELECT %s, %s, %s, s.{_q(ROW_ID)}, {key_text}, r.rule, r.severity, r.reason"
