@@ -7,7 +7,8 @@
 ``extract``: the product's extract of the ledger alone (read_batches -> stage.load_batches ->
 stage.finish_table) as the product does it (serial: the ADBC COPY waits while arrow-odbc fetches
 the next batch) against the same with the ODBC read prefetched in a thread (a queue of two
-batches), at two batch sizes; ``--extract-modes read`` times the product's read alone.
+batches), at two batch sizes; ``--extract-modes read`` times the product's read alone. Round 4:
+``--extract-modes read,read_threads,read_split,serial,split --batch-rows 50000`` (ADR 0008).
 
 ``validate``: the ledger staged once per repetition, then its rules run three ways: the product's
 SQL (one INSERT ... SELECT per rule, use_gx=False), the product's default (Great Expectations, then
@@ -158,7 +159,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch-rows", default="50000,200000")
     p.add_argument("--modes", default="sql,one_pass,gx", help="validate: which ways to run the rules")
-    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, read, bare, checks")
+    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, split, read, read_split, read_threads, bare, checks")
     p.add_argument("--workdir", type=Path, default=run.DEFAULT_WORKDIR)
     p.add_argument("--out", type=Path, default=run.ROOT / "docs" / "benchmarks" / "experiments.json")
     args = p.parse_args()

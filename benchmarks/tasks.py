@@ -14,6 +14,7 @@ and returns ``{"rows": n, ...}``.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import psycopg
@@ -291,22 +292,46 @@ def _prefetched(batches, depth: int = 2):
 
 def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows: int = 50_000,
                  where: str | None = None) -> dict:
-    """The product's extract of the ledger alone (portal_sync.extract.read_batches into stage.load_batches,
-    then stage.finish_table), serial as in the product or with the read prefetched in a thread; ``read``:
-    the product's read_batches alone, discarded (to set against ceiling_read, the bare query)."""
+    """The ledger's extract alone (portal_sync.extract.read_batches into stage.load_batches, then
+    stage.finish_table): ``serial`` one read in this process, ``prefetch`` the read prefetched in a thread,
+    ``split`` two rowid ranges read by child processes (split_read.read_all, the product's path for a big
+    SQLite read); ``read``, ``read_split``, ``read_threads``: the read alone, discarded, in one stream, in
+    two child processes, in two threads of this process (to set against ceiling_read, the bare query)."""
     import itertools
 
     from portal_sync import stage
-    from portal_sync.extract import read_batches
+    from portal_sync.extract import ExtractStats, read_batches
+    from portal_sync.split_read import read_all, split_read
 
     if mode == "read":  # the product's read alone (its query and conversions), discarded
         rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where))
         return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
+    if mode == "read_split":  # the product's read as it runs now: two rowid ranges in two child processes
+        rows = sum(b.num_rows for b in read_all(source_odbc, LEDGER, '"', [(where, None)], stats=ExtractStats(),
+                                                streams=2))
+        return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
+    if mode == "read_threads":  # the same two ranges read in two threads of this process (ADR 0008)
+        counted: list[int] = []
+
+        def read_range(piece) -> None:
+            counted.append(sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows,
+                                                                where=piece[0], parameters=piece[1])))
+
+        threads = [threading.Thread(target=read_range, args=(piece,))
+                   for piece in split_read(source_odbc, LEDGER, '"', (where, None), streams=2, min_rows=1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return {"rows": sum(counted), "load_seconds": 0.0, "finish_seconds": 0.0}
     table = f"bench_ledger_{mode}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS stage")
         stage.create_table(conn, table, LEDGER)
-    batches = read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where)
+    if mode == "split":  # read_split into the staging COPY, as the product's extract does
+        batches = read_all(source_odbc, LEDGER, '"', [(where, None)], stats=ExtractStats(), streams=2)
+    else:
+        batches = read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where)
     if mode == "prefetch":
         batches = _prefetched(batches)
     t0 = time.perf_counter()

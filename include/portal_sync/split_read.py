@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import pickle
 import queue
@@ -69,18 +70,19 @@ def split_read(connection_string: str, extract: Extract, quote: str, read: Read,
         return [read]
     where, parameters = read
     step = -(-(high - low + 1) // streams)
-    bounds = [str(low + i * step) for i in range(1, streams)]
+    bounds = [low + i * step for i in range(1, streams)]
     pieces: list[Read] = []
     for i in range(streams):  # the first range has no lower bound, the last no upper one
-        conditions, arguments = [], []
+        # Integer literals, not ? markers: the SQLite driver holds the whole result of a statement
+        # with bound parameters before the first row (398 MiB for 470,000 ledger lines, against
+        # 180 MiB with literals; 2.3 GB per half of a city ledger). int() leaves nothing else to quote.
+        conditions = []
         if i > 0:
-            conditions.append("rowid >= CAST(? AS INTEGER)")
-            arguments.append(bounds[i - 1])
+            conditions.append(f"rowid >= {int(bounds[i - 1])}")
         if i < streams - 1:
-            conditions.append("rowid < CAST(? AS INTEGER)")
-            arguments.append(bounds[i])
+            conditions.append(f"rowid < {int(bounds[i])}")
         condition = " AND ".join(conditions)
-        pieces.append((f"({where}) AND {condition}" if where else condition, [*(parameters or []), *arguments]))
+        pieces.append((f"({where}) AND {condition}" if where else condition, parameters))
     return pieces
 
 
@@ -99,12 +101,19 @@ def _portable(exc: BaseException) -> BaseException:
         return ExtractError(f"{type(exc).__name__}: {exc}")
 
 
+def _broken_pipe(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and (exc.errno == errno.EPIPE or "Broken pipe" in str(exc))
+
+
 def _child_main() -> None:
     """In the child: the read's arguments pickled on stdin; on stdout an Arrow IPC stream of its
     batches, then the pickled outcome (None, or the exception to raise in the parent)."""
     _die_with_parent()
+    # The data pipe is a private descriptor; anything a library or driver prints goes to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     connection_string, extract, quote, read, batch_rows = pickle.load(sys.stdin.buffer)
-    out = sys.stdout.buffer
     outcome: BaseException | None = None
     try:
         with pa.ipc.new_stream(out, staged_schema(extract)) as writer:
@@ -112,16 +121,16 @@ def _child_main() -> None:
                 for batch in read_batches(connection_string, extract, quote, batch_rows=batch_rows,
                                           where=read[0], parameters=read[1]):
                     writer.write_batch(batch)
-            except (BrokenPipeError, pa.ArrowException) as exc:
-                if isinstance(exc, BrokenPipeError) or "Broken pipe" in str(exc):
-                    return  # the parent stopped listening
-                outcome = _portable(exc)
-            except BaseException as exc:  # noqa: BLE001 - whatever it is, the parent raises it
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the parent raises it
+                if _broken_pipe(exc):
+                    raise
                 outcome = _portable(exc)
         pickle.dump(outcome, out)
         out.flush()
-    except BrokenPipeError:
-        return
+    except OSError as exc:
+        if not _broken_pipe(exc):
+            raise
+        # the parent stopped listening: nothing to say, and nobody to say it to
 
 
 def _child_environment() -> dict[str, str]:

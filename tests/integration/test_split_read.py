@@ -69,6 +69,8 @@ def test_split_read_stages_every_row_exactly_once_whatever_the_key_column_holds(
 
     pieces = split_read(odbc, LEDGER, quote, (None, None), streams=3, min_rows=1)
     assert len(pieces) == 3 and all("rowid" in where for where, _ in pieces)
+    # the bounds are literals: the SQLite driver would hold a parameterised statement's whole result
+    assert all("?" not in where and params is None for where, params in pieces)
     assert split_read(odbc, LEDGER, quote, (None, None), streams=3) == [(None, None)]  # too small by default
     assert split_read(odbc, LEDGER, quote, (None, None), streams=1, min_rows=1) == [(None, None)]
 
