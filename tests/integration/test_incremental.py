@@ -180,7 +180,7 @@ def test_snapshot_data_sets_follow_new_customers_move_outs_and_edits(city, porta
 def test_renumbering_keeps_account_ids_and_follows_the_numbers(city, portal):
     before = dict(psycopg.connect(portal).execute("SELECT account_id, account_number FROM portal.accounts").fetchall())
     city.renumber(fraction=1.0)
-    interval, _ = advance(city, 5)
+    interval, _ = advance(city, 5, new_customers=0)  # no new account may land: the test counts inserts
     results = sync(city, portal, "renumber", interval=interval)
     after = dict(psycopg.connect(portal).execute("SELECT account_id, account_number FROM portal.accounts").fetchall())
     assert set(after) >= set(before)
