@@ -271,4 +271,3 @@ def read_batches(
             raise ExtractError(f"{extract.table}: the source holds text that is not valid UTF-8 "
                                f"(fix it in the source; the value is not shown here)") from None
         raise
-

@@ -26,7 +26,7 @@ from portal_sync.extract import ExtractStats, identifier_quote, select_sql, stag
 from portal_sync.freshness import cadence, freshness, is_due, last_published
 from portal_sync.params import RunRequest
 from portal_sync.publish import DeleteGuard, PublishInput, publish, refresh_statistics
-from portal_sync.split_read import read_all
+from portal_sync.split_read import Read, read_all
 from portal_sync.validate import DataQualityFailure, rules_for, table_checks_for, validate_staged
 from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, source_timestamp_text
 
@@ -239,7 +239,7 @@ QUARANTINE_CHUNK = 200
 
 
 def primary_reads(ds: Dataset, row: dict, zone: ZoneInfo, quarantined: list[str],
-                  quote: str) -> list[tuple[str | None, list[str] | None]]:
+                  quote: str) -> list[Read]:
     """The (ANSI WHERE, parameters) reads that make up the primary extract in this run's mode.
 
     Quarantined keys outside the read are fetched again so that a refused row is retried
@@ -260,7 +260,7 @@ def primary_reads(ds: Dataset, row: dict, zone: ZoneInfo, quarantined: list[str]
             return [(None, None)]
         since = row["window_start"].astimezone(zone).date().isoformat()
         where, params = f"{q(column)} >= ?", [since]
-    reads: list[tuple[str | None, list[str] | None]] = [(f"({where})", params)]
+    reads: list[Read] = [(f"({where})", params)]
     key = q(ds.primary.key[0])
     numeric = [k for k in quarantined if k.lstrip("-").isdigit()]
     for i in range(0, len(numeric), QUARANTINE_CHUNK):
