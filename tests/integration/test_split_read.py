@@ -35,11 +35,25 @@ def rows_of(batches) -> tuple[list[int], Counter]:
 
 
 def child_processes() -> list[int]:
-    """Pids of this process's living children (any thread's)."""
+    """Pids of this process's children not yet reaped (any thread's).
+
+    Read from every process's parent pid, not from /proc/self/task/*/children: a thread that
+    ends between the listing and the read takes its file with it (a clean-clone CI run failed so).
+    """
+    me = os.getpid()
     pids = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            pids += [int(p) for p in f.read().split()]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")"
+        ppid = stat.rsplit(")", 1)[1].split()[1]
+        if int(ppid) == me:  # a zombie counts: an unreaped child is a leak too
+            pids.append(int(entry))
     return pids
 
 
