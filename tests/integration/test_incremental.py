@@ -7,6 +7,7 @@ InputDate/StatusDate/AsOf stamps the simulator writes.
 
 from __future__ import annotations
 
+import zlib
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -32,7 +33,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def city(make_source, portal, request):
     """A tiny community, synced once in full (its first run), on our clock."""
-    seed = 100 + (abs(hash(request.node.name)) % 1000)
+    # crc32, not hash(): str hashes change with every process, and so did the data of a failing run
+    seed = 100 + zlib.crc32(request.node.name.encode()) % 1000
     sim = make_source("sqlite", seed=seed, start=local_now())
     results = sync(sim, portal, "initial")
     assert all(r["mode"] == "full" and r["phase"] == "published" for r in results.values())
@@ -230,8 +232,9 @@ def test_reconciliation_finds_deletes_purges_and_modify_data(city, portal):
     city.period_close(purge_before=date(2018, 1, 1))
     assert edited_lines and gone_lines and gone_customers
     interval, _ = advance(city, 5)
-    # An ordinary window cannot see any of this (nothing moved InputDate)...
-    sync(city, portal, "window", interval=interval)
+    # An ordinary window cannot see any of this (nothing moved InputDate)... (its snapshots of accounts,
+    # balances and residents do see the deleted customers: some seeds delete more than the guard's 10 %)
+    sync(city, portal, "window", interval=interval, allow_mass_delete=("accounts", "balances", "residents"))
     assert one(portal, "SELECT count(*) FROM portal.charges WHERE archived_at IS NOT NULL OR deleted_at IS NOT NULL"
                ) == (0,)
     # ...a reconciliation over all history does.
