@@ -123,6 +123,40 @@ def select_sql(extract: Extract, quote: str, where: str | None = None, *, sqlite
     return sql
 
 
+def sqlite_literal_sql(sql: str, parameters: list[str]) -> str:
+    """``sql`` with each ``?`` marker replaced by its parameter as an SQLite string literal.
+
+    Why: the SQLite ODBC driver holds the whole result of a statement with bound parameters in
+    memory before the first row (398 MiB for 470,000 ledger lines against 180 MiB unbound; a
+    city reconciliation's date-range read peaked at 479 MiB and would grow with the source).
+    The same statement with literals streams. A bound text value and a text literal both have
+    no affinity in SQLite, so every comparison means the same. The parameters are the sync's
+    own (window bounds, dates, quarantined keys); a literal is closed only by a quote, which is
+    doubled, SQLite's one escape, so any text stays one literal. Markers inside quoted text or
+    identifiers are left alone.
+    """
+    closing = {"'": "'", '"': '"', "`": "`", "[": "]"}
+    values = iter(parameters)
+    out: list[str] = []
+    open_quote: str | None = None
+    for ch in sql:
+        if open_quote is not None:
+            if ch == open_quote:
+                open_quote = None  # a doubled quote closes and reopens: still inside
+        elif ch in closing:
+            open_quote = closing[ch]
+        elif ch == "?":
+            value = next(values, None)
+            if not isinstance(value, str) or "\x00" in value:
+                raise ValueError(f"a SQLite read's parameter {value!r} is not text without NUL (or is missing)")
+            out.append("'" + value.replace("'", "''") + "'")
+            continue
+        out.append(ch)
+    if open_quote is not None or next(values, None) is not None:
+        raise ValueError("a SQLite read's markers and parameters do not match")
+    return "".join(out)
+
+
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "smallint": (-(2**15), 2**15 - 1)}
 
 
@@ -242,6 +276,8 @@ def read_batches(
     staged = staged_schema(extract)
     declared = len(extract.columns)
     try:
+        if sqlite and parameters:  # so that the driver streams the result (sqlite_literal_sql)
+            where, parameters = sqlite_literal_sql(where or "", parameters), None
         reader = read_arrow_batches_from_odbc(
             query=select_sql(extract, quote, where, sqlite_checks=sqlite),
             connection_string=connection_string,
