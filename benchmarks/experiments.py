@@ -8,7 +8,9 @@
 stage.finish_table) as the product does it (serial: the ADBC COPY waits while arrow-odbc fetches
 the next batch) against the same with the ODBC read prefetched in a thread (a queue of two
 batches), at two batch sizes; ``--extract-modes read`` times the product's read alone. Round 4:
-``--extract-modes read,read_threads,read_split,serial,split --batch-rows 50000`` (ADR 0008).
+``--extract-modes read,read_threads,read_split,serial,split --batch-rows 50000`` (ADR 0008). Round 5:
+``--extract-modes read_since --since-days 400,1500 --batch-rows 50000``, the reader's peak RSS when the
+read has a bound parameter (run it with ``CPS_BENCH_CODE_ROOT`` set to a snapshot of older code to compare).
 
 ``validate``: the ledger staged once per repetition, then its rules run three ways: the product's
 SQL (one INSERT ... SELECT per rule, use_gx=False), the product's default (Great Expectations, then
@@ -46,7 +48,9 @@ def extract(args) -> dict:
     results: dict = {"ledger_rows": source.ledger_rows(), "runs": {}}
     try:
         plans = [(f"{mode} {rows // 1000}k", {"mode": mode, "batch_rows": rows})
-                 for rows in args.batch_rows for mode in args.extract_modes]
+                 for rows in args.batch_rows for mode in args.extract_modes if mode != "read_since"]
+        plans += [(f"read_since {days}d {rows // 1000}k", {"mode": "read_since", "batch_rows": rows, "since_days": days})
+                  for rows in args.batch_rows for days in args.since_days if "read_since" in args.extract_modes]
         for _ in range(args.repeat):
             for name, kwargs in plans:
                 if kwargs["mode"] in ("bare", "checks"):  # the bare query of the ceiling; the checked query alone
@@ -159,13 +163,15 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch-rows", default="50000,200000")
     p.add_argument("--modes", default="sql,one_pass,gx", help="validate: which ways to run the rules")
-    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, split, read, read_split, read_threads, bare, checks")
+    p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, split, read, read_split, read_threads, read_since, bare, checks")
+    p.add_argument("--since-days", default="400", help="extract read_since: comma list of ranges in days")
     p.add_argument("--workdir", type=Path, default=run.DEFAULT_WORKDIR)
     p.add_argument("--out", type=Path, default=run.ROOT / "docs" / "benchmarks" / "experiments.json")
     args = p.parse_args()
     args.batch_rows = [int(x) for x in args.batch_rows.split(",")]
     args.modes = [x for x in args.modes.split(",") if x]
     args.extract_modes = [x for x in args.extract_modes.split(",") if x]
+    args.since_days = [int(x) for x in args.since_days.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     result = {"extract": extract, "validate": validate, "publish": publish,

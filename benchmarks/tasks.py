@@ -291,12 +291,14 @@ def _prefetched(batches, depth: int = 2):
 
 
 def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows: int = 50_000,
-                 where: str | None = None) -> dict:
+                 where: str | None = None, since_days: int = 400) -> dict:
     """The ledger's extract alone (portal_sync.extract.read_batches into stage.load_batches, then
     stage.finish_table): ``serial`` one read in this process, ``prefetch`` the read prefetched in a thread,
     ``split`` two rowid ranges read by child processes (split_read.read_all, the product's path for a big
     SQLite read); ``read``, ``read_split``, ``read_threads``: the read alone, discarded, in one stream, in
-    two child processes, in two threads of this process (to set against ceiling_read, the bare query)."""
+    two child processes, in two threads of this process (to set against ceiling_read, the bare query);
+    ``read_since``: the read alone of the lines dated within ``since_days``, the date a bound parameter as
+    in a ranged reconciliation (pipeline.primary_reads), to watch the reader's memory."""
     import itertools
 
     from portal_sync import stage
@@ -305,6 +307,16 @@ def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows
 
     if mode == "read":  # the product's read alone (its query and conversions), discarded
         rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where))
+        return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
+    if mode == "read_since":
+        from datetime import date, timedelta
+
+        from portal_sync.datasets import DATASETS
+
+        since = (date.today() - timedelta(days=since_days)).isoformat()
+        rows = sum(b.num_rows for b in read_batches(
+            source_odbc, LEDGER, '"', batch_rows=batch_rows,
+            where=f'"{DATASETS["charges"].reconcile_date_column}" >= ?', parameters=[since]))
         return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
     if mode == "read_split":  # the product's read as it runs now: two rowid ranges in two child processes
         rows = sum(b.num_rows for b in read_all(source_odbc, LEDGER, '"', [(where, None)], stats=ExtractStats(),
