@@ -18,7 +18,7 @@ from test_parallel_run import portal_rows
 
 from portal_sync import split_read as split_module
 from portal_sync.datasets import DATASET_NAMES, DATASETS
-from portal_sync.extract import ROW_ID, ExtractError, ExtractStats, identifier_quote
+from portal_sync.extract import ROW_ID, ExtractError, ExtractStats, identifier_quote, read_batches
 from portal_sync.split_read import read_all, read_at_once, split_read
 
 pytestmark = pytest.mark.integration
@@ -168,3 +168,36 @@ def test_a_sync_with_split_reads_publishes_the_same_portal_as_one_stream(make_so
     sync(sim, portal, "whole", comm=community(read_streams=1), use_gx=True)
     assert set(splits) == {1}
     assert portal_rows(portal) == split
+
+
+def test_a_sqlite_read_with_parameters_sends_literals_and_selects_what_the_bound_query_selects(make_source,
+                                                                                                monkeypatch):
+    """The driver would hold a parameterised statement's whole result (ADR 0008): the read inlines them."""
+    import arrow_odbc
+
+    sim = make_source("sqlite", seed=8)
+    odbc = sim.spec.odbc_connection_string()
+    quote = identifier_quote(odbc)
+    sent = []
+    real = arrow_odbc.read_arrow_batches_from_odbc
+
+    def spy(**kwargs):
+        sent.append((kwargs["query"], kwargs["parameters"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(arrow_odbc, "read_arrow_batches_from_odbc", spy)
+    with sqlite3.connect(sim.spec.path) as db:
+        dates = [d for (d,) in db.execute('SELECT DISTINCT "InputDate" FROM "UB_Transaction" ORDER BY 1')]
+        low, high = dates[len(dates) // 3], dates[2 * len(dates) // 3]
+        # a window's shape (pipeline.primary_reads), with a quote inside one value for good measure
+        where = '("InputDate" >= ? AND "InputDate" < ?) OR "Description" = ?'
+        params = [low, high, "O'Brien's refund"]
+        expected = Counter(tid for (tid,) in db.execute(
+            f'SELECT "TransactionID" FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\' AND ({where})',
+            params))
+        ledger = db.execute('SELECT count(*) FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\'').fetchone()[0]
+    _, got = rows_of(read_batches(odbc, LEDGER, quote, where=where, parameters=params))
+    assert Counter(dict(row)["TransactionID"] for row in got.elements()) == expected
+    assert 0 < sum(expected.values()) < ledger  # the condition selects some lines, not all
+    (query, bound), = sent
+    assert bound is None and "?" not in query and f"'{low}'" in query and "'O''Brien''s refund'" in query
