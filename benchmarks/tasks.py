@@ -312,11 +312,12 @@ def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows
         from datetime import date, timedelta
 
         from portal_sync.datasets import DATASETS
+        from portal_sync.extract import quote_ident
 
         since = (date.today() - timedelta(days=since_days)).isoformat()
-        rows = sum(b.num_rows for b in read_batches(
-            source_odbc, LEDGER, '"', batch_rows=batch_rows,
-            where=f'"{DATASETS["charges"].reconcile_date_column}" >= ?', parameters=[since]))
+        column = quote_ident(DATASETS["charges"].reconcile_date_column, '"')
+        rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows,
+                                                    where=f"{column} >= ?", parameters=[since]))
         return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
     if mode == "read_split":  # the product's read as it runs now: two rowid ranges in two child processes
         rows = sum(b.num_rows for b in read_all(source_odbc, LEDGER, '"', [(where, None)], stats=ExtractStats(),

@@ -127,9 +127,9 @@ def sqlite_literal_sql(sql: str, parameters: list[str]) -> str:
     """``sql`` with each ``?`` marker replaced by its parameter as an SQLite string literal.
 
     Why: the SQLite ODBC driver holds the whole result of a statement with bound parameters in
-    memory before the first row (398 MiB for 470,000 ledger lines against 180 MiB unbound; a
-    city reconciliation's date-range read peaked at 479 MiB and would grow with the source).
-    The same statement with literals streams. A bound text value and a text literal both have
+    memory before the first row: a city ledger's lines of the last 1,500 days read in 2,055 MiB
+    bound, 192 MiB as literals (docs/benchmarks/README.md, round 5), and the bound figure grows
+    with the range. The same statement with literals streams. A bound text value and a text literal both have
     no affinity in SQLite, so every comparison means the same. The parameters are the sync's
     own (window bounds, dates, quarantined keys); a literal is closed only by a quote, which is
     doubled, SQLite's one escape, so any text stays one literal. Markers inside quoted text or
