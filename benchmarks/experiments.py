@@ -12,13 +12,19 @@ batches), at two batch sizes; ``--extract-modes read`` times the product's read 
 ``--extract-modes read_since --since-days 400,1500 --batch-rows 50000``, the reader's peak RSS when the
 read has a bound parameter (run it with ``CPS_BENCH_CODE_ROOT`` set to a snapshot of older code to compare).
 
+``checks`` (round 6): the seconds SQLite itself spends on each column's exactness check of the ledger
+read, and on the whole check, beside a scan with none (``--source sqlite`` only); with ``--odbc-reads``
+also the ledger read over ODBC one layer at a time: bare columns, text columns as computed expressions,
+the product's clipped text, the product's whole checked select.
+
 ``validate``: the ledger staged once per repetition, then its rules run three ways: the product's
 SQL (one INSERT ... SELECT per rule, use_gx=False), the product's default (Great Expectations, then
 the same SQL) and every rule in one scan (CROSS JOIN LATERAL (VALUES ...)); the findings must agree.
 
 ``publish``: the ledger staged once per repetition, then published into an empty portal.charges by the
 product's merge_dataset, by its projection plus a plain INSERT, and by one INSERT ... SELECT of the
-projection (see tasks.publish_ledger).
+projection; ``--publish-variants partition`` adds a first load into a new partition, indexed after the
+insert and attached (see tasks.publish_ledger).
 
 ``reconcile``: the publish of a reconciliation alone, on a loaded and analyzed portal.charges with 1 %
 of its rows altered and 0.5 % of the staged keys removed: the product's merge_dataset, the same with
@@ -75,6 +81,68 @@ def extract(args) -> dict:
     return results
 
 
+def checks(args) -> dict:
+    """Seconds SQLite spends on each column's exactness check of the ledger read (extract._sqlite_ok),
+    and on the whole ``_unreadable`` expression, each as ``max()`` over the ledger in SQLite itself
+    (Python's sqlite3, the library the ODBC driver uses), beside a scan that evaluates no check."""
+    import sqlite3
+    import time
+
+    from portal_sync import extract as ex
+    from portal_sync.datasets import TRANSACTIONS
+
+    if args.source != "sqlite":
+        raise SystemExit("checks: SQLite sources only (other engines' reads have no checks)")
+    source = run.Source(args.preset, args.source, args.seed, args.workdir)
+    source.prepare()
+    path = source.pristine_url.removeprefix("sqlite:///")
+    where = TRANSACTIONS.where.format(q='"')
+    rows = source.ledger_rows()
+    expressions = {"scan (no check)": ex.quote_ident(TRANSACTIONS.columns[-1].name, '"')}
+    expressions |= {f"{c.name} ({c.kind})": ex._sqlite_ok(c, '"') for c in TRANSACTIONS.columns}
+    expressions["whole _unreadable expression"] = ex._sqlite_unreadable(TRANSACTIONS, '"')
+    runs: dict[str, list[float]] = {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for _ in range(args.repeat):
+            for name, expression in expressions.items():
+                t0 = time.perf_counter()
+                db.execute(f'SELECT max({expression}) FROM "{TRANSACTIONS.table}" WHERE {where}').fetchone()
+                runs.setdefault(name, []).append(round(time.perf_counter() - t0, 2))
+                log.info("%-32s %6.2f s", name, runs[name][-1])
+        # the same ledger read over ODBC (arrow-odbc, the product's buffer settings), one layer at a time
+        import pyarrow as pa
+        from arrow_odbc import read_arrow_batches_from_odbc
+
+        names = [ex.quote_ident(c.name, '"') for c in TRANSACTIONS.columns]
+        texts = [c.kind in ("text", "char", "money") for c in TRANSACTIONS.columns]
+        clipped = ", ".join(ex._sqlite_read(c, '"') for c in TRANSACTIONS.columns)
+        unreadable = ex._sqlite_unreadable(TRANSACTIONS, '"')
+        selects = {
+            "odbc: bare columns": ", ".join(names),
+            "odbc: text columns computed (x || '')": ", ".join(f"{n} || ''" if t else n for n, t in zip(names, texts, strict=True)),
+            "odbc: text columns clipped (product)": clipped,
+            "odbc: clipped + _unreadable (product)": f"{clipped}, {unreadable} AS x",
+        }
+        schema = ex.arrow_schema(TRANSACTIONS)
+        for _ in range(args.repeat if args.odbc_reads else 0):
+            for name, columns in selects.items():
+                read_schema = pa.schema([*schema, pa.field("x", pa.string())]) if "_unreadable" in name else schema
+                t0, c0 = time.perf_counter(), time.process_time()
+                for _batch in read_arrow_batches_from_odbc(
+                        query=f'SELECT {columns} FROM "{TRANSACTIONS.table}" WHERE {where}',
+                        connection_string=source.odbc, batch_size=ex.BATCH_ROWS, max_text_size=4 * ex.SQLITE_TEXT,
+                        max_bytes_per_batch=ex.SQLITE_BATCH_BYTES, map_schema=lambda _s, rs=read_schema: rs):
+                    pass
+                runs.setdefault(name, []).append(round(time.perf_counter() - t0, 2))
+                log.info("%-32s %6.2f s (CPU %.1f s)", name, runs[name][-1], time.process_time() - c0)
+    finally:
+        db.close()
+        source.close(keep_pristine=True)
+    return {"ledger_rows": rows, "sqlite": sqlite3.sqlite_version, "runs": runs,
+            "medians": {name: run_median(values) for name, values in runs.items()}}
+
+
 def validate(args) -> dict:
     from portal_sync.migrate import migrate
 
@@ -108,7 +176,7 @@ def publish(args) -> dict:
     db = f"cps_bench_exp_{args.preset}"
     url = run.create_db(db)
     migrate(url)
-    variants = ["product", "insert", "direct"]
+    variants = args.publish_variants
     results: dict = {"ledger_rows": source.ledger_rows(), "runs": []}
     try:
         for _ in range(args.repeat):
@@ -156,7 +224,7 @@ def run_median(values):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", choices=["extract", "validate", "publish", "reconcile"])
+    p.add_argument("experiment", choices=["extract", "checks", "validate", "publish", "reconcile"])
     p.add_argument("--preset", default="town")
     p.add_argument("--source", default="sqlite")
     p.add_argument("--seed", type=int, default=1)
@@ -164,6 +232,9 @@ def main() -> int:
     p.add_argument("--batch-rows", default="50000,200000")
     p.add_argument("--modes", default="sql,one_pass,gx", help="validate: which ways to run the rules")
     p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, split, read, read_split, read_threads, read_since, bare, checks")
+    p.add_argument("--odbc-reads", action="store_true", help="checks: also read the ledger over ODBC, layer by layer")
+    p.add_argument("--publish-variants", default="product,insert,direct",
+                   help="publish: product, insert, direct, partition (see tasks.publish_ledger)")
     p.add_argument("--since-days", default="400", help="extract read_since: comma list of ranges in days")
     p.add_argument("--workdir", type=Path, default=run.DEFAULT_WORKDIR)
     p.add_argument("--out", type=Path, default=run.ROOT / "docs" / "benchmarks" / "experiments.json")
@@ -171,10 +242,11 @@ def main() -> int:
     args.batch_rows = [int(x) for x in args.batch_rows.split(",")]
     args.modes = [x for x in args.modes.split(",") if x]
     args.extract_modes = [x for x in args.extract_modes.split(",") if x]
+    args.publish_variants = [x for x in args.publish_variants.split(",") if x]
     args.since_days = [int(x) for x in args.since_days.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    result = {"extract": extract, "validate": validate, "publish": publish,
+    result = {"extract": extract, "checks": checks, "validate": validate, "publish": publish,
               "reconcile": reconcile}[args.experiment](args)
     result.update({"finished": datetime.now(UTC).isoformat(timespec="seconds"), "argv": sys.argv[1:],
                    "commit": run.machine()["commit"]})

@@ -96,7 +96,8 @@ def render_section(key: str, s: dict) -> list[str]:
         out.append("Source: " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "SIM_State")
                    + f"; ledger data set (UB_Transaction without PMT lines) {info.get('ledger_rows', 0):,} rows."
                    + (f" Built in {info['build_seconds']} s." if info.get("build_seconds") else "")
-                   + " Measured at commit " + _commits(s) + f"; repetitions: {s.get('repeat')} (fewer where a "
+                   + " Measured at commit " + _commits(s)
+                   + (f" on {info['cpu']}" if info.get("cpu") else "") + f"; repetitions: {s.get('repeat')} (fewer where a "
                    "table lists fewer runs).")
         out.append("")
     refs = references(s)
@@ -375,7 +376,9 @@ def render(data: dict) -> str:
                 f"machine ({', '.join(f'{k}={v}' for k, v in (m.get('pg_settings') or {}).items())})",
                 f"- {libs}", f"- ODBC drivers: {m.get('odbc_drivers')}",
                 "- The machine was shared with other agents' work during the runs (load averages below): absolute "
-                "seconds are noisy, ratios measured in the same run are more reliable.",
+                "seconds are noisy, ratios measured in the same run are more reliable. Sessions get machines of "
+                "the same size but not always the same processor: each section names the one it ran on, and "
+                "this list describes the latest invocation's.",
                 "", "Invocations (a later invocation of the same preset and source replaces that section; each section "
                 "states the commit its numbers come from):", ""]
         for inv in data.get("invocations", []):

@@ -230,7 +230,7 @@ class Bench:
         sim = self.source.sim
         self.result["source_info"] = {"counts": sim.counts(), "ledger_rows": self.source.ledger_rows(),
                                       "build_seconds": self.source.build_seconds, "clock": sim.now.isoformat(),
-                                      "odbc": self.source.odbc}
+                                      "odbc": self.source.odbc, "cpu": machine()["cpu"]}
         self.save()
 
     def teardown(self) -> None:

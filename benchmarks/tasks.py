@@ -456,11 +456,14 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
     between them, not timed): ``product`` = publish.merge_dataset (mode full, the product's statements),
     ``insert`` = the product's projection into the temp table, then a plain INSERT ... SELECT (no ON CONFLICT,
     no RETURNING, no tombstone pass: what an initial load of a community needs), ``direct`` = INSERT ... SELECT
-    straight from the projection (no temp table)."""
+    straight from the projection (no temp table), ``partition`` = what a portal.charges partitioned by community
+    would allow for a first load: the projection into a new table without indexes, its indexes built after, the
+    table attached to a partitioned copy of portal.charges (``bench_part.charges``, made untimed)."""
     from datetime import UTC, datetime
 
     from portal_sync import publish
     from portal_sync.datasets import CHARGES, DATASET_NAMES
+    from portal_sync.stage import BIG_STATEMENT_MEMORY
 
     run_key = "bench_publish"
     seconds = {}
@@ -470,8 +473,14 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
         args = {"tz": "America/Denver", "visible_statuses": ["active", "final"], "community": "BENCH",
                 "run_key": run_key, "dataset": "charges", "read_at": datetime.now(UTC)}
         cols = ", ".join(f'"{c}"' for c in (*CHARGES.portal_columns, "source_read_at"))
+        if "partition" in variants:
+            conn.execute("DROP SCHEMA IF EXISTS bench_part CASCADE")
+            conn.execute("CREATE SCHEMA bench_part")
+            conn.execute("CREATE TABLE bench_part.charges (LIKE portal.charges INCLUDING ALL)"
+                         " PARTITION BY LIST (community_code)")
         for variant in variants:
             conn.execute("TRUNCATE portal.charges")
+            conn.execute("DROP TABLE IF EXISTS bench_part.charges_bench")
             conn.execute("CHECKPOINT")
             t0 = time.perf_counter()
             with conn.transaction():
@@ -486,10 +495,22 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
                 elif variant == "direct":
                     conn.execute(f"INSERT INTO portal.charges ({cols}) "
                                  + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                elif variant == "partition":
+                    conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
+                    conn.execute("CREATE TABLE bench_part.charges_bench (LIKE portal.charges INCLUDING DEFAULTS,"
+                                 " CHECK (community_code = 'BENCH'))")
+                    conn.execute(f"INSERT INTO bench_part.charges_bench ({cols}) "
+                                 + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                    conn.execute("ALTER TABLE bench_part.charges_bench ADD PRIMARY KEY (community_code, charge_id)")
+                    conn.execute("CREATE INDEX ON bench_part.charges_bench (community_code, account_id)")
+                    conn.execute("CREATE INDEX ON bench_part.charges_bench (community_code, charge_id) WHERE voided")
+                    conn.execute("ALTER TABLE bench_part.charges ATTACH PARTITION bench_part.charges_bench"
+                                 " FOR VALUES IN ('BENCH')")
                 else:
                     raise ValueError(variant)
             seconds[variant] = round(time.perf_counter() - t0, 2)
         conn.execute("TRUNCATE portal.charges")
+        conn.execute("DROP SCHEMA IF EXISTS bench_part CASCADE")
         for table in tables.values():
             conn.execute(f'DROP TABLE stage."{table}"')
     return {"rows": rows, "publish_seconds": seconds}
