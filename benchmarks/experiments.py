@@ -110,37 +110,47 @@ def checks(args) -> dict:
                 db.execute(f'SELECT max({expression}) FROM "{TRANSACTIONS.table}" WHERE {where}').fetchone()
                 runs.setdefault(name, []).append(round(time.perf_counter() - t0, 2))
                 log.info("%-32s %6.2f s", name, runs[name][-1])
-        # the same ledger read over ODBC (arrow-odbc, the product's buffer settings), one layer at a time
-        import pyarrow as pa
-        from arrow_odbc import read_arrow_batches_from_odbc
-
-        names = [ex.quote_ident(c.name, '"') for c in TRANSACTIONS.columns]
-        texts = [c.kind in ("text", "char", "money") for c in TRANSACTIONS.columns]
-        clipped = ", ".join(ex._sqlite_read(c, '"') for c in TRANSACTIONS.columns)
-        unreadable = ex._sqlite_unreadable(TRANSACTIONS, '"')
-        selects = {
-            "odbc: bare columns": ", ".join(names),
-            "odbc: text columns computed (x || '')": ", ".join(f"{n} || ''" if t else n for n, t in zip(names, texts, strict=True)),
-            "odbc: text columns clipped (product)": clipped,
-            "odbc: clipped + _unreadable (product)": f"{clipped}, {unreadable} AS x",
-        }
-        schema = ex.arrow_schema(TRANSACTIONS)
-        for _ in range(args.repeat if args.odbc_reads else 0):
-            for name, columns in selects.items():
-                read_schema = pa.schema([*schema, pa.field("x", pa.string())]) if "_unreadable" in name else schema
-                t0, c0 = time.perf_counter(), time.process_time()
-                for _batch in read_arrow_batches_from_odbc(
-                        query=f'SELECT {columns} FROM "{TRANSACTIONS.table}" WHERE {where}',
-                        connection_string=source.odbc, batch_size=ex.BATCH_ROWS, max_text_size=4 * ex.SQLITE_TEXT,
-                        max_bytes_per_batch=ex.SQLITE_BATCH_BYTES, map_schema=lambda _s, rs=read_schema: rs):
-                    pass
-                runs.setdefault(name, []).append(round(time.perf_counter() - t0, 2))
-                log.info("%-32s %6.2f s (CPU %.1f s)", name, runs[name][-1], time.process_time() - c0)
+        if args.odbc_reads:
+            _odbc_layers(source.odbc, args.repeat, runs)
     finally:
         db.close()
         source.close(keep_pristine=True)
     return {"ledger_rows": rows, "sqlite": sqlite3.sqlite_version, "runs": runs,
             "medians": {name: run_median(values) for name, values in runs.items()}}
+
+
+def _odbc_layers(odbc: str, repeat: int, runs: dict[str, list[float]]) -> None:
+    """The ledger read over ODBC with the product's buffer settings, one layer of its select at a time."""
+    import time
+
+    import pyarrow as pa
+    from arrow_odbc import read_arrow_batches_from_odbc
+
+    from portal_sync import extract as ex
+    from portal_sync.datasets import TRANSACTIONS
+
+    q, table, where = '"', ex.quote_ident(TRANSACTIONS.table, '"'), TRANSACTIONS.where.format(q='"')
+    names = [ex.quote_ident(c.name, q) for c in TRANSACTIONS.columns]
+    computed = [n + " || ''" if c.kind in ("text", "char", "money") else n
+                for n, c in zip(names, TRANSACTIONS.columns, strict=True)]
+    clipped = [ex._sqlite_read(c, q) for c in TRANSACTIONS.columns]
+    schema = ex.arrow_schema(TRANSACTIONS)
+    layers = {  # name: (query, Arrow schema of its result); the first and last are the product's own selects
+        "odbc: bare columns": (ex.select_sql(TRANSACTIONS, q), schema),
+        "odbc: text columns computed (x || '')": (f"SELECT {', '.join(computed)} FROM {table} WHERE ({where})", schema),
+        "odbc: text columns clipped (product)": (f"SELECT {', '.join(clipped)} FROM {table} WHERE ({where})", schema),
+        "odbc: clipped + _unreadable (product)": (ex.select_sql(TRANSACTIONS, q, sqlite_checks=True),
+                                                  schema.append(pa.field(ex.UNREADABLE, pa.string()))),
+    }
+    for _ in range(repeat):
+        for name, (query, read_schema) in layers.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _batch in read_arrow_batches_from_odbc(
+                    query=query, connection_string=odbc, batch_size=ex.BATCH_ROWS, max_text_size=4 * ex.SQLITE_TEXT,
+                    max_bytes_per_batch=ex.SQLITE_BATCH_BYTES, map_schema=lambda _s, rs=read_schema: rs):
+                pass
+            runs.setdefault(name, []).append(round(time.perf_counter() - t0, 2))
+            log.info("%-32s %6.2f s (CPU %.1f s)", name, runs[name][-1], time.process_time() - c0)
 
 
 def validate(args) -> dict:

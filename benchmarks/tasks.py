@@ -457,8 +457,8 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
     ``insert`` = the product's projection into the temp table, then a plain INSERT ... SELECT (no ON CONFLICT,
     no RETURNING, no tombstone pass: what an initial load of a community needs), ``direct`` = INSERT ... SELECT
     straight from the projection (no temp table), ``partition`` = what a portal.charges partitioned by community
-    would allow for a first load: the projection into a new table without indexes, its indexes built after, the
-    table attached to a partitioned copy of portal.charges (``bench_part.charges``, made untimed)."""
+    would allow for a first load: the projection into a new table without indexes, then attached to a partitioned
+    copy of portal.charges (``bench_part.charges``, made untimed), which builds its indexes after the rows."""
     from datetime import UTC, datetime
 
     from portal_sync import publish
@@ -501,9 +501,7 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
                                  " CHECK (community_code = 'BENCH'))")
                     conn.execute(f"INSERT INTO bench_part.charges_bench ({cols}) "
                                  + publish._projection_sql(CHARGES, tables, None, "full"), args)
-                    conn.execute("ALTER TABLE bench_part.charges_bench ADD PRIMARY KEY (community_code, charge_id)")
-                    conn.execute("CREATE INDEX ON bench_part.charges_bench (community_code, account_id)")
-                    conn.execute("CREATE INDEX ON bench_part.charges_bench (community_code, charge_id) WHERE voided")
+                    # ATTACH builds the parent's indexes (portal.charges' own, copied) on the loaded rows
                     conn.execute("ALTER TABLE bench_part.charges ATTACH PARTITION bench_part.charges_bench"
                                  " FOR VALUES IN ('BENCH')")
                 else:
