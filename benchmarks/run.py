@@ -87,6 +87,11 @@ def db_exists(name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
+def cpu_model() -> str:
+    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), platform.processor())
+
+
 def machine() -> dict:
     def sh(cmd: str) -> str:
         try:
@@ -94,8 +99,6 @@ def machine() -> dict:
         except Exception:
             return ""
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                        if line.startswith("MemTotal")))
     from importlib.metadata import version
@@ -108,7 +111,7 @@ def machine() -> dict:
             "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem',"
             " 'maintenance_work_mem', 'max_wal_size', 'synchronous_commit', 'wal_level')").fetchall())
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "os": sh(". /etc/os-release && echo $PRETTY_NAME") or platform.platform(), "kernel": platform.release(),
         "python": platform.python_version(), "postgresql": pg, "pg_settings": settings, "libraries": libs,
         "odbc_drivers": ", ".join(sh("odbcinst -q -d").replace("[", "").replace("]", "").split("\n")),
@@ -230,7 +233,7 @@ class Bench:
         sim = self.source.sim
         self.result["source_info"] = {"counts": sim.counts(), "ledger_rows": self.source.ledger_rows(),
                                       "build_seconds": self.source.build_seconds, "clock": sim.now.isoformat(),
-                                      "odbc": self.source.odbc, "cpu": machine()["cpu"]}
+                                      "odbc": self.source.odbc, "cpu": cpu_model()}
         self.save()
 
     def teardown(self) -> None:
