@@ -24,7 +24,9 @@ the same SQL) and every rule in one scan (CROSS JOIN LATERAL (VALUES ...)); the 
 ``publish``: the ledger staged once per repetition, then published into an empty portal.charges by the
 product's merge_dataset, by its projection plus a plain INSERT, and by one INSERT ... SELECT of the
 projection; ``--publish-variants partition`` adds a first load into a new partition, indexed after the
-insert and attached (see tasks.publish_ledger).
+insert and attached, ``sorted`` the insert in primary-key order, and ``copy`` (``copy_sorted``: in key
+order) a second session sending the projection as binary COPY into this one's COPY FROM (see
+tasks.publish_ledger); each variant's WAL volume and checkpoints are recorded beside its seconds.
 
 ``reconcile``: the publish of a reconciliation alone, on a loaded and analyzed portal.charges with 1 %
 of its rows altered and 0.5 % of the staged keys removed: the product's merge_dataset, the same with
@@ -195,7 +197,9 @@ def publish(args) -> dict:
             log.info("publish %d rows: %s", m.rows, m.extra["publish_seconds"])
             results["runs"].append(m.__dict__)
         results["medians"] = {v: run_median([r["extra"]["publish_seconds"][v] for r in results["runs"]])
-                              for v in variants}
+                              for v in variants if all(v in r["extra"]["publish_seconds"] for r in results["runs"])}
+        for v, why in results["runs"][-1]["extra"].get("refused", {}).items():
+            log.info("publish %s refused: %s", v, why)
     finally:
         run.drop_db(db)
         source.close(keep_pristine=True)
@@ -219,7 +223,9 @@ def reconcile(args) -> dict:
             log.info("reconcile publish of %d rows: %s; %s", m.rows, m.extra["publish_seconds"], m.extra["counts"])
             results["runs"].append(m.__dict__)
         results["medians"] = {v: run_median([r["extra"]["publish_seconds"][v] for r in results["runs"]])
-                              for v in variants}
+                              for v in variants if all(v in r["extra"]["publish_seconds"] for r in results["runs"])}
+        for v, why in results["runs"][-1]["extra"].get("refused", {}).items():
+            log.info("publish %s refused: %s", v, why)
     finally:
         run.drop_db(db)
         source.close(keep_pristine=True)
@@ -244,7 +250,7 @@ def main() -> int:
     p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, split, read, read_split, read_threads, read_since, bare, checks")
     p.add_argument("--odbc-reads", action="store_true", help="checks: also read the ledger over ODBC, layer by layer")
     p.add_argument("--publish-variants", default="product,insert,direct",
-                   help="publish: product, insert, direct, partition (see tasks.publish_ledger)")
+                   help="publish: product, insert, direct, partition, sorted, copy, copy_sorted (see tasks.publish_ledger)")
     p.add_argument("--since-days", default="400", help="extract read_since: comma list of ranges in days")
     p.add_argument("--workdir", type=Path, default=run.DEFAULT_WORKDIR)
     p.add_argument("--out", type=Path, default=run.ROOT / "docs" / "benchmarks" / "experiments.json")

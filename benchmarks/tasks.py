@@ -458,21 +458,24 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
     no RETURNING, no tombstone pass: what an initial load of a community needs), ``direct`` = INSERT ... SELECT
     straight from the projection (no temp table), ``partition`` = what a portal.charges partitioned by community
     would allow for a first load: the projection into a new table without indexes, then attached to a partitioned
-    copy of portal.charges (``bench_part.charges``, made untimed), which builds its indexes after the rows."""
+    copy of portal.charges (``bench_part.charges``, made untimed), which builds its indexes after the rows,
+    ``sorted`` = ``direct`` in primary-key order, ``copy`` / ``copy_sorted`` = ``_relay_copy``; a ``_writer`` suffix
+    runs a variant as the sync's group ``portal_sync_writer`` (SET LOCAL ROLE), under the row security production
+    has (the benchmarks' own runs are a superuser's). A variant PostgreSQL refuses is recorded in ``refused``."""
     from datetime import UTC, datetime
 
-    from portal_sync import publish
-    from portal_sync.datasets import CHARGES, DATASET_NAMES
-    from portal_sync.stage import BIG_STATEMENT_MEMORY
+    from portal_sync.datasets import CHARGES
 
     run_key = "bench_publish"
-    seconds = {}
+    seconds, wal_mib, checkpoints, refused = {}, {}, {}, {}
     with psycopg.connect(pg_url, autocommit=True) as conn:
         tables = _stage_charges(source_odbc, pg_url, conn, "bench_publish", where)
         rows = conn.execute(f'SELECT count(*) FROM stage."{tables["transactions"]}"').fetchone()[0]
         args = {"tz": "America/Denver", "visible_statuses": ["active", "final"], "community": "BENCH",
                 "run_key": run_key, "dataset": "charges", "read_at": datetime.now(UTC)}
         cols = ", ".join(f'"{c}"' for c in (*CHARGES.portal_columns, "source_read_at"))
+        for table in tables.values():  # the _writer variants read them as the sync's group (its own in production)
+            conn.execute(f'GRANT SELECT ON stage."{table}" TO portal_sync_writer')
         if "partition" in variants:
             conn.execute("DROP SCHEMA IF EXISTS bench_part CASCADE")
             conn.execute("CREATE SCHEMA bench_part")
@@ -482,36 +485,89 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
             conn.execute("TRUNCATE portal.charges")
             conn.execute("DROP TABLE IF EXISTS bench_part.charges_bench")
             conn.execute("CHECKPOINT")
+            wal_before, checkpoints_before = _wal_position(conn)
             t0 = time.perf_counter()
-            with conn.transaction():
-                if variant == "product":
-                    item = publish.PublishInput(CHARGES, tables, mode="full", read_at=args["read_at"])
-                    publish.merge_dataset(conn, item, community="BENCH", run_key=run_key, params=args,
-                                          enabled=DATASET_NAMES, guard=publish.DeleteGuard())
-                elif variant == "insert":
-                    conn.execute("CREATE TEMP TABLE _publish_charges ON COMMIT DROP AS "
-                                 + publish._projection_sql(CHARGES, tables, None, "full"), args)
-                    conn.execute(f"INSERT INTO portal.charges ({cols}) SELECT {cols} FROM _publish_charges")
-                elif variant == "direct":
-                    conn.execute(f"INSERT INTO portal.charges ({cols}) "
-                                 + publish._projection_sql(CHARGES, tables, None, "full"), args)
-                elif variant == "partition":
-                    conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
-                    conn.execute("CREATE TABLE bench_part.charges_bench (LIKE portal.charges INCLUDING DEFAULTS,"
-                                 " CHECK (community_code = 'BENCH'))")
-                    conn.execute(f"INSERT INTO bench_part.charges_bench ({cols}) "
-                                 + publish._projection_sql(CHARGES, tables, None, "full"), args)
-                    # ATTACH builds the parent's indexes (portal.charges' own, copied) on the loaded rows
-                    conn.execute("ALTER TABLE bench_part.charges ATTACH PARTITION bench_part.charges_bench"
-                                 " FOR VALUES IN ('BENCH')")
-                else:
-                    raise ValueError(variant)
+            try:
+                _publish_variant(conn, pg_url, variant, tables, args, cols)
+            except psycopg.Error as exc:  # e.g. copy_writer: COPY FROM refused under row security
+                refused[variant] = f"{type(exc).__name__}: {str(exc).strip()}"
+                continue
             seconds[variant] = round(time.perf_counter() - t0, 2)
+            wal_after, checkpoints_after = _wal_position(conn)
+            wal_mib[variant] = round((wal_after - wal_before) / 2**20)
+            checkpoints[variant] = checkpoints_after - checkpoints_before
         conn.execute("TRUNCATE portal.charges")
         conn.execute("DROP SCHEMA IF EXISTS bench_part CASCADE")
         for table in tables.values():
             conn.execute(f'DROP TABLE stage."{table}"')
-    return {"rows": rows, "publish_seconds": seconds}
+    return {"rows": rows, "publish_seconds": seconds, "wal_mib": wal_mib, "checkpoints": checkpoints,
+            "refused": refused}
+
+
+def _publish_variant(conn, pg_url: str, variant: str, tables: dict, args: dict, cols: str) -> None:
+    """One way of publishing the staged ledger into the empty portal.charges, in one transaction."""
+    from portal_sync import publish
+    from portal_sync.datasets import CHARGES, DATASET_NAMES
+    from portal_sync.stage import BIG_STATEMENT_MEMORY
+
+    run_key = args["run_key"]
+    with conn.transaction():
+        if variant.endswith("_writer"):  # as the sync's login is in production: row security applies
+            conn.execute("SET LOCAL ROLE portal_sync_writer")
+            variant = variant.removesuffix("_writer")
+        if variant == "product":
+            item = publish.PublishInput(CHARGES, tables, mode="full", read_at=args["read_at"])
+            publish.merge_dataset(conn, item, community="BENCH", run_key=run_key, params=args,
+                                  enabled=DATASET_NAMES, guard=publish.DeleteGuard())
+        elif variant == "insert":
+            conn.execute("CREATE TEMP TABLE _publish_charges ON COMMIT DROP AS "
+                         + publish._projection_sql(CHARGES, tables, None, "full"), args)
+            conn.execute(f"INSERT INTO portal.charges ({cols}) SELECT {cols} FROM _publish_charges")
+        elif variant == "direct":
+            conn.execute(f"INSERT INTO portal.charges ({cols}) "
+                         + publish._projection_sql(CHARGES, tables, None, "full"), args)
+        elif variant == "partition":
+            conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
+            conn.execute("CREATE TABLE bench_part.charges_bench (LIKE portal.charges INCLUDING DEFAULTS,"
+                         " CHECK (community_code = 'BENCH'))")
+            conn.execute(f"INSERT INTO bench_part.charges_bench ({cols}) "
+                         + publish._projection_sql(CHARGES, tables, None, "full"), args)
+            # ATTACH builds the parent's indexes (portal.charges' own, copied) on the loaded rows
+            conn.execute("ALTER TABLE bench_part.charges ATTACH PARTITION bench_part.charges_bench"
+                         " FOR VALUES IN ('BENCH')")
+        elif variant == "sorted":
+            conn.execute(f"INSERT INTO portal.charges ({cols}) SELECT {cols} FROM ("
+                         + publish._projection_sql(CHARGES, tables, None, "full")
+                         + ') p ORDER BY p."charge_id"', args)
+        elif variant in ("copy", "copy_sorted"):
+            _relay_copy(pg_url, conn, publish._projection_sql(CHARGES, tables, None, "full"), args,
+                        (*CHARGES.portal_columns, "source_read_at"),
+                        ' ORDER BY p."charge_id"' if variant == "copy_sorted" else "")
+        else:
+            raise ValueError(variant)
+
+
+def _wal_position(conn) -> tuple[int, int]:
+    """WAL bytes written so far and checkpoints begun so far (PostgreSQL 15's pg_stat_bgwriter)."""
+    return conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,"
+                        " checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()
+
+
+def _relay_copy(pg_url: str, conn, projection: str, args: dict, names: tuple[str, ...], order: str) -> None:
+    """``copy``: a second session computes the projection and sends it as binary COPY; this one takes it with
+    COPY FROM, which inserts in batches (one WAL record per heap page, not per row), on the other core."""
+    target_types = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = 'portal.charges'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()
+    kinds = dict(target_types)
+    typed = ", ".join(f'p."{name}"::{kinds[name]}' for name in names)
+    quoted = ", ".join(f'"{name}"' for name in names)
+    with psycopg.connect(pg_url, autocommit=True) as reader, \
+            reader.cursor().copy(f"COPY (SELECT {typed} FROM ({projection}) p{order}) TO STDOUT (FORMAT BINARY)",
+                                 args) as out, \
+            conn.cursor().copy(f"COPY portal.charges ({quoted}) FROM STDIN (FORMAT BINARY)") as into:
+        for chunk in out:
+            into.write(chunk)
 
 
 def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_mem: str = "256MB") -> dict:
