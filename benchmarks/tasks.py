@@ -493,6 +493,10 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
                 refused[variant] = f"{type(exc).__name__}: {str(exc).strip()}"
                 continue
             seconds[variant] = round(time.perf_counter() - t0, 2)
+            target = "bench_part.charges" if variant == "partition" else "portal.charges"
+            loaded = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+            if loaded != rows:  # a faster way that loses rows measures nothing
+                raise RuntimeError(f"publish variant {variant} left {loaded} rows, not the {rows} staged")
             wal_after, checkpoints_after = _wal_position(conn)
             wal_mib[variant] = round((wal_after - wal_before) / 2**20)
             checkpoints[variant] = checkpoints_after - checkpoints_before
