@@ -146,6 +146,12 @@ class Vocab:
         return np.array([self.add(t) for t in texts], dtype=np.int32)
 
 
+def _batch_size(values) -> int:
+    """Rows in a batch: the arrays' length, which may be 0 (no final bill to refund, say); scalars broadcast."""
+    sizes = [np.size(v) for v in values if np.ndim(v) > 0]
+    return max(sizes) if sizes else 1
+
+
 class LineBuffer:
     """Ledger lines appended in batches; a line's temporary index is its position."""
 
@@ -161,7 +167,7 @@ class LineBuffer:
         self.size = 0
 
     def add(self, **cols: np.ndarray | int) -> np.ndarray:
-        n = max(np.size(v) for v in cols.values())
+        n = _batch_size(cols.values())
         part = {}
         for f, dt in self.DTYPES.items():
             v = cols.get(f, self.DEFAULTS.get(f))
@@ -189,7 +195,7 @@ class ReceiptBuffer:
         self.size = 0
 
     def add(self, **cols: np.ndarray | int) -> np.ndarray:
-        n = max(np.size(v) for v in cols.values())
+        n = _batch_size(cols.values())
         part = {f: np.broadcast_to(np.asarray(cols.get(f, self.DEFAULTS.get(f)), dtype=np.int64), (n,)).copy()
                 for f in self.FIELDS}
         self.parts.append(part)

@@ -1,7 +1,7 @@
 """`portal-sync`: the pipeline from the shell, without a scheduler.
 
 Airflow is how the sync runs in production; this is for set-up (migrate), support
-(summary) and debugging one community's run in-process.
+(runs, status, explain) and debugging one community's run in-process.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import logging
 import os
 import sys
 import uuid
+from datetime import datetime
 
 from portal_sync.config import load_config
+from portal_sync.params import RunRequest, RunRequestError
 
 
 def _portal_url(args: argparse.Namespace) -> str:
@@ -22,18 +24,98 @@ def _portal_url(args: argparse.Namespace) -> str:
     return url
 
 
+def _run_request(args: argparse.Namespace) -> tuple[RunRequest, datetime | None, datetime | None]:
+    """The trigger parameters of ``run`` (validated as a trigger's are) and the data interval."""
+    conf: dict[str, object] = {"reconcile": args.reconcile, "reconcile_all_history": args.all_history,
+                               "dry_run": args.dry_run, "allow_mass_delete": args.allow_mass_delete,
+                               "window_start": args.window_start, "window_end": args.window_end}
+    if args.datasets:
+        conf["datasets"] = [name.strip() for item in args.datasets for name in item.split(",") if name.strip()]
+    interval = []
+    for option in ("interval_start", "interval_end"):
+        text = getattr(args, option)
+        try:
+            value = datetime.fromisoformat(text) if text else None
+        except ValueError as exc:
+            raise RunRequestError(f"--{option.replace('_', '-')}: {exc}") from exc
+        if value is not None and value.tzinfo is None:
+            raise RunRequestError(f"--{option.replace('_', '-')}: must carry a time zone offset, "
+                                  "e.g. 2026-11-01T00:00:00+00:00")
+        interval.append(value)
+    start, end = interval
+    if (start is None) != (end is None) or (start and end and end <= start):
+        raise RunRequestError("--interval-start and --interval-end go together, the end after the start")
+    return RunRequest.from_conf(conf), start, end
+
+
+def _run(args: argparse.Namespace, url: str) -> int:
+    """``portal-sync run``: one run in this process; exit 0 when it published (or was a dry run)."""
+    import json
+
+    from portal_sync.pipeline import RunContext, SyncError, run_sync
+    from portal_sync.store import runs
+
+    try:
+        request, interval_start, interval_end = _run_request(args)
+    except RunRequestError as exc:
+        print(f"portal-sync run: {exc}", file=sys.stderr)
+        return 2
+    loaded = load_config()
+    if args.community.upper() not in {c.code for c in loaded.communities}:
+        print(f"portal-sync: no community {args.community!r} in the configuration", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    ctx = RunContext(loaded.get(args.community.upper()), f"cli__{uuid.uuid4().hex}", url, args.source_odbc,
+                     use_gx=not args.no_gx, interval_start=interval_start, interval_end=interval_end,
+                     request=request)
+    error = None
+    try:
+        run_sync(ctx)
+    except SyncError as exc:
+        error = str(exc)
+        print(f"portal-sync: {exc}", file=sys.stderr)
+    if args.json:
+        with ctx.portal() as conn:
+            run = runs.run_record(conn, ctx.run_key)
+            rows = runs.dataset_runs(conn, ctx.run_key)
+        print(json.dumps({
+            "community": ctx.community.code, "run_id": ctx.run_id, "run_key": ctx.run_key,
+            "outcome": run.outcome if run else "failed", "error": (run.error if run else None) or error,
+            "datasets": {name: rows[name].outcome() for name in (run.datasets if run else [])},
+        }, default=str, indent=2))
+    return 1 if error else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portal-sync", description=__doc__)
     parser.add_argument("--portal-url", help="libpq URL of the portal database (default: $PORTAL_DB_URL)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="create or upgrade the portal, sync and stage schemas")
-    run = sub.add_parser("run", help="run one community's full sync in this process")
+    run = sub.add_parser("run", help="run one community's sync in this process, with a trigger's parameters")
     run.add_argument("community")
     run.add_argument("--source-odbc", required=True, help="ODBC connection string of the community's Caselle")
     run.add_argument("--no-gx", action="store_true", help="skip Great Expectations (the SQL rules still run)")
-    summary = sub.add_parser("summary", help="print the last runs per community")
-    summary.add_argument("community", nargs="?")
-    summary.add_argument("--runs", type=int, default=1)
+    run.add_argument("--datasets", action="append", metavar="NAME[,NAME...]",
+                     help="only these data sets (comma-separated or repeated; default: all enabled)")
+    run.add_argument("--reconcile", action="store_true", help="full reconciliation of the windowed data sets now")
+    run.add_argument("--all-history", action="store_true",
+                     help="reconcile comparing contents over all history (implies --reconcile)")
+    run.add_argument("--window-start", metavar="ISO8601", help="explicit window start, with offset")
+    run.add_argument("--window-end", metavar="ISO8601", help="explicit window end, with offset")
+    run.add_argument("--interval-start", metavar="ISO8601",
+                     help="the data interval a scheduled run would have: its start, with offset")
+    run.add_argument("--interval-end", metavar="ISO8601", help="... and its end, with offset")
+    run.add_argument("--dry-run", action="store_true", help="extract and validate, publish nothing")
+    run.add_argument("--allow-mass-delete", action="append", default=[], metavar="DATASET",
+                     help="let this data set past the mass-delete guard once (repeatable)")
+    run.add_argument("--json", action="store_true", help="print the run's outcome as JSON")
+    runs = sub.add_parser(
+        "runs", aliases=["summary", "dq-summary"],
+        help="the last runs of a community (or of each): outcome, data quality and row counts per data set",
+    )
+    runs.add_argument("community", nargs="?")
+    runs.add_argument("--runs", type=int, help="runs per community (default 5; 1 under the name summary)")
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON")
     sub.add_parser("check-config", help="validate the communities file and list errors")
     dq_report = sub.add_parser("dq-report", help="build or refresh a community's offline data-quality report site")
     dq_report.add_argument("community")
@@ -42,9 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     dq_report.add_argument("--run", help="run key to (re)write (default: the latest run)")
     dq_report.add_argument("--keep-days", type=int, help="first prune runs older than this many days")
-    dq_summary = sub.add_parser("dq-summary", help="print the data-quality summary of a community's last runs")
-    dq_summary.add_argument("community")
-    dq_summary.add_argument("--runs", type=int, default=5)
     explain = sub.add_parser("explain", help="why isn't this customer in the portal? (community, account number)")
     explain.add_argument("community")
     explain.add_argument("account_number", nargs="+", help="as the resident typed it: formatted, digits, spaces")
@@ -72,10 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         applied = migrate(url)
         print(f"portal database {'created, ' if created else ''}{len(applied)} migration(s) applied")
         return 0
-    if args.command == "summary":
-        from portal_sync.report import format_runs, last_runs
+    if args.command in ("runs", "summary", "dq-summary"):
+        import json
 
-        print(format_runs(last_runs(url, args.community, args.runs)) or "no runs yet")
+        from portal_sync.report import format_runs, last_runs, runs_json
+
+        limit = args.runs if args.runs is not None else (1 if args.command == "summary" else 5)
+        history = last_runs(url, args.community, limit)
+        if args.json:
+            print(json.dumps(runs_json(history), default=str, indent=2))
+        else:
+            print(format_runs(history) or (f"{args.community}: no runs yet" if args.community else "no runs yet"))
         return 0
     if args.command == "dq-report":
         from pathlib import Path
@@ -94,19 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(index)
         return 0
-    if args.command == "dq-summary":
-        from portal_sync.dq_report import format_summary
-
-        try:
-            print(format_summary(url, args.community.upper(), args.runs) or f"{args.community}: no runs yet")
-        except ValueError as exc:
-            print(f"portal-sync: {exc}", file=sys.stderr)
-            return 1
-        return 0
     if args.command == "explain":
         import json
 
-        from portal_sync.explain import explain, format_explanation
+        from portal_sync.explain import explain
+        from portal_sync.reporting.text import format_explanation
 
         answer = explain(url, args.community, " ".join(args.account_number), load_config())
         print(json.dumps(answer.as_dict(), default=str, indent=2) if args.json else format_explanation(answer))
@@ -114,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         import json
 
-        from portal_sync.status import format_overview, overview
+        from portal_sync.reporting.text import format_overview
+        from portal_sync.status import overview
 
         loaded = load_config()
         if args.community and args.community.upper() not in {c.code for c in loaded.communities}:
@@ -135,17 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(result.lines()))
         return 0
     if args.command == "run":
-        from portal_sync.pipeline import RunContext, SyncError, run_sync
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        community = load_config().get(args.community)
-        ctx = RunContext(community, f"cli__{uuid.uuid4().hex}", url, args.source_odbc, use_gx=not args.no_gx)
-        try:
-            run_sync(ctx)
-        except SyncError as exc:
-            print(f"portal-sync: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return _run(args, url)
     return 2
 
 

@@ -20,7 +20,7 @@ import yaml
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from portal_sync.datasets import ACCOUNT_STATUS, DATASET_NAMES
+from portal_sync.datasets import ACCOUNT_STATUS, DATASET_NAMES, DEFAULT_MAX_AMOUNT
 
 CONFIG_ENV = "PORTAL_SYNC_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "communities.yaml"
@@ -40,7 +40,7 @@ class Quality(BaseModel):
 
     severity: dict[Annotated[str, Field(pattern=r"^([a-z_]+\.)?[a-z0-9_]+$")], Literal[
         "refuse", "warn", "ignore", "fail"]] = Field(default_factory=dict)
-    max_amount: Annotated[float, Field(gt=0)] = 100_000.0
+    max_amount: Annotated[float, Field(gt=0)] = DEFAULT_MAX_AMOUNT
     snapshot_change_share: Annotated[float, Field(gt=0.0)] = 0.30
     snapshot_change_min_rows: Annotated[int, Field(ge=0)] = 50
     max_window_rows: Annotated[int, Field(ge=1)] = 2_000_000
@@ -51,7 +51,7 @@ class Quality(BaseModel):
     @field_validator("severity")
     @classmethod
     def _known_checks(cls, value: dict[str, str]) -> dict[str, str]:
-        from portal_sync.validate import known_checks
+        from portal_sync.rules import known_checks  # here, so that parsing a DAG loads no extract code
 
         rows, tables = known_checks()
         for key, severity in value.items():

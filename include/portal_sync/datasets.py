@@ -84,6 +84,9 @@ class CodeSet:
     allowed: tuple[str, ...]
 
 
+DEFAULT_MAX_AMOUNT = 100_000.0  # {max_amount} of the plausibility checks unless the community sets one
+
+
 @dataclass(frozen=True)
 class Plausibility:
     """A row check that warns by default: Caselle is the system of record, so the row still

@@ -23,9 +23,9 @@ invalid_number         the typed text holds no digit
 
 Residents type numbers every way (``010-00123-00``, ``0100012300``, ``010 00123 00``): the
 look-up compares digits only (``portal.accounts.account_number_digits``). Old numbers come
-from ``sync.account_number_history`` (filled by a trigger whenever a publish changes a
-number). A refused account that never reached the portal is known only by its CustomerID;
-its number is found when a finding's reason names it (``CustomerNumber=...``), otherwise the
+from the account-number history (filled by a trigger whenever a publish changes a number).
+A refused account that never reached the portal is known only by its CustomerID; its
+number is found when a finding's reason names it (``CustomerNumber=...``), otherwise the
 answer says which refused CustomerIDs are waiting so support can look them up in Caselle.
 """
 
@@ -39,10 +39,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from croniter import croniter
-from psycopg.rows import dict_row
 
 from portal_sync.config import Community, LoadedConfig
-from portal_sync.freshness import DUE_SLACK, cadence, last_published
+from portal_sync.freshness import DUE_SLACK, cadence
+from portal_sync.reporting.format import local_time
+from portal_sync.store import reads
+from portal_sync.store.runs import last_published
 
 VERDICTS = (
     "found_visible", "not_synced_yet", "not_eligible", "refused", "deleted", "renumbered",
@@ -110,7 +112,7 @@ def explain(portal_url: str, community_code: str, account_number: str, config: L
         return Explanation("invalid_number",
                            f"{typed!r} holds no digit: an account number is digits, formatted or not "
                            "(e.g. 010-00123-00 or 0100012300).", code, typed, digits)
-    with psycopg.connect(portal_url, connect_timeout=10, autocommit=True) as conn:
+    with reads.connect(portal_url) as conn:
         return explain_with(conn, community, typed, now=now or datetime.now(UTC))
 
 
@@ -119,14 +121,7 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
     code = community.code
     digits = normalize_number(typed)
     zone = _zone(conn, community)
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT account_id, account_number, status, online_access, portal_visible, deleted_at, source_read_at"
-            " FROM portal.accounts WHERE community_code = %s AND account_number_digits = %s"
-            " ORDER BY portal_visible DESC, (deleted_at IS NULL) DESC, account_id",
-            (code, digits),
-        )
-        matches = cur.fetchall()
+    matches = reads.accounts_by_digits(conn, code, digits)
     published = last_published(conn, code).get("accounts")
     due = next_run_due(community, "accounts", published, now, zone)
     facts: dict[str, Any] = {"time_zone": zone, "accounts_last_published_at": published, "next_run_due_at": due}
@@ -135,7 +130,7 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
     if matches:
         return _explain_found(conn, community, typed, digits, matches[0], zone, facts)
 
-    renumbered = _renumbering(conn, code, digits)
+    renumbered = reads.renumbering(conn, code, digits)
     if renumbered:
         account = renumbered
         when = _local(account["changed_at"], zone)
@@ -153,7 +148,7 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
                      "renumbered_at": account["changed_at"]},
         )
 
-    refusals = _refusals_by_number(conn, code, digits)
+    refusals = reads.refusals_by_number(conn, code, digits, _REASON_NUMBER)
     if refusals:
         first = refusals[0]
         rules = "; ".join(f"{r['rule']} ({r['reason']})" for r in refusals)
@@ -167,13 +162,13 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
             details={**facts, "customer_id": first["row_key"], "refusals": refusals},
         )
 
-    waiting = _quarantined_accounts(conn, code)
+    waiting = reads.quarantined_accounts(conn, code)
     hint = ""
     if waiting:
         listed = ", ".join(r["row_key"] for r in waiting[:_MAX_LISTED])
         more = f" and {len(waiting) - _MAX_LISTED} more" if len(waiting) > _MAX_LISTED else ""
         hint = (f" {len(waiting)} account record(s) refused by data quality never reached the portal "
-                f"(CustomerID {listed}{more}): if the resident's account is one of them, `portal-sync summary` "
+                f"(CustomerID {listed}{more}): if the resident's account is one of them, `portal-sync runs {code}` "
                 "names the rule to fix in Caselle.")
     last = f"the last accounts publish ({_local(published, zone)})" if published else "the first accounts publish"
     return Explanation(
@@ -190,7 +185,7 @@ def _explain_found(conn: psycopg.Connection, community: Community, typed: str, d
                    account: dict[str, Any], zone: str, facts: dict[str, Any]) -> Explanation:
     code = community.code
     number = account["account_number"]
-    refusals = _quarantine_of(conn, code, str(account["account_id"]))
+    refusals = reads.account_refusals(conn, code, str(account["account_id"]))
     hidden = not account["portal_visible"] or account["deleted_at"] is not None
     due = facts["next_run_due_at"]
     details = {**facts, "refusals": refusals}
@@ -263,94 +258,17 @@ def _hidden_because(community: Community, account: dict[str, Any]) -> str:
     return " and ".join(parts)
 
 
-def _renumbering(conn: psycopg.Connection, community: str, digits: str) -> dict[str, Any] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT h.old_number, h.changed_at, a.account_id, a.account_number, a.status, a.online_access,"
-            " a.portal_visible, a.deleted_at, a.source_read_at"
-            " FROM sync.account_number_history h JOIN portal.accounts a"
-            " ON a.community_code = h.community_code AND a.account_id = h.account_id"
-            " WHERE h.community_code = %s AND h.old_number_digits = %s ORDER BY h.changed_at DESC LIMIT 1",
-            (community, digits),
-        )
-        return cur.fetchone()
-
-
-def _quarantine_of(conn: psycopg.Connection, community: str, row_key: str) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT row_key, rule, reason, first_seen_at, last_seen_at FROM sync.quarantine"
-            " WHERE community_code = %s AND dataset = 'accounts' AND row_key = %s ORDER BY first_seen_at, rule",
-            (community, row_key),
-        )
-        return cur.fetchall()
-
-
-def _refusals_by_number(conn: psycopg.Connection, community: str, digits: str) -> list[dict[str, Any]]:
-    """Quarantined accounts whose number a finding's reason names (the only place a number of a row
-    that never reached the portal is recorded)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "WITH named AS ("
-            "  SELECT row_key FROM sync.quarantine WHERE community_code = %(c)s AND dataset = 'accounts'"
-            "   AND regexp_replace(substring(reason FROM %(re)s), '[^0-9]', '', 'g') = %(d)s"
-            "  UNION SELECT row_key FROM sync.run_findings WHERE community_code = %(c)s AND dataset = 'accounts'"
-            "   AND row_key IS NOT NULL AND reason LIKE '%%CustomerNumber=%%'"
-            "   AND regexp_replace(substring(reason FROM %(re)s), '[^0-9]', '', 'g') = %(d)s)"
-            " SELECT q.row_key, q.rule, q.reason, q.first_seen_at, q.last_seen_at FROM sync.quarantine q"
-            " JOIN named USING (row_key) WHERE q.community_code = %(c)s AND q.dataset = 'accounts'"
-            " ORDER BY q.row_key, q.first_seen_at, q.rule",
-            {"c": community, "d": digits, "re": _REASON_NUMBER},
-        )
-        return cur.fetchall()
-
-
-def _quarantined_accounts(conn: psycopg.Connection, community: str) -> list[dict[str, Any]]:
-    """Refused accounts that are not in the portal at all (their numbers are mostly unknown to the sync)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT q.row_key, min(q.first_seen_at) AS since FROM sync.quarantine q"
-            " WHERE q.community_code = %s AND q.dataset = 'accounts' AND NOT EXISTS ("
-            "  SELECT 1 FROM portal.accounts a WHERE a.community_code = q.community_code"
-            "  AND a.account_id::text = q.row_key)"
-            " GROUP BY q.row_key ORDER BY since, q.row_key",
-            (community,),
-        )
-        return cur.fetchall()
-
-
 def _zone(conn: psycopg.Connection, community: Community) -> str:
     """The community's time zone: configured, else what its last run read from Caselle."""
-    if community.time_zone:
-        return community.time_zone
-    row = conn.execute(
-        "SELECT time_zone FROM sync.runs WHERE community_code = %s AND time_zone IS NOT NULL"
-        " ORDER BY started_at DESC LIMIT 1", (community.code,),
-    ).fetchone()
-    return row[0] if row else "UTC"
+    return community.time_zone or reads.latest_time_zone(conn, community.code) or "UTC"
 
 
 def _local(value: datetime | None, zone: str) -> str:
     """Times in the community's own zone: that is the clock support and residents talk in."""
-    if value is None:
-        return "never"
-    return f"{value.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
+    return local_time(value, zone, seconds=False, empty="never")
 
 
 def _public(account: dict[str, Any]) -> dict[str, Any]:
     """The portal row's facts that explain visibility (no address or holder: support has Caselle)."""
     keys = ("account_id", "account_number", "status", "online_access", "portal_visible", "deleted_at")
     return {k: account.get(k) for k in keys}
-
-
-def format_explanation(result: Explanation) -> str:
-    """Verdict, message and the facts behind it, for the CLI."""
-    lines = [f"{result.community} {result.typed}: {result.verdict}", "", result.message]
-    facts = {**({"account": result.account} if result.account else {}), **result.details}
-    if facts:
-        lines.append("")
-        for key, value in facts.items():
-            if isinstance(value, datetime):
-                value = f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
-            lines.append(f"  {key}: {value}")
-    return "\n".join(lines)

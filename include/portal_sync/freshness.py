@@ -9,6 +9,7 @@ runs) is noticed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ import psycopg
 from croniter import croniter
 
 from portal_sync.config import Community
+from portal_sync.store import runs
 
 # A run may start a little early or late against the previous one: a data set counts as
 # due when its cadence has passed, less this slack.
@@ -36,15 +38,6 @@ def cadence(community: Community, dataset: str) -> timedelta:
     """How often a data set should publish: its configured cadence, else every run."""
     minutes = community.cadence_minutes.get(dataset)
     return timedelta(minutes=minutes) if minutes else schedule_interval(community)
-
-
-def last_published(conn: psycopg.Connection, community: str) -> dict[str, datetime]:
-    rows = conn.execute(
-        "SELECT d.dataset, max(r.published_at) FROM sync.run_datasets d JOIN sync.runs r USING (run_key)"
-        " WHERE d.community_code = %s AND d.phase = 'published' AND r.published_at IS NOT NULL GROUP BY d.dataset",
-        (community,),
-    ).fetchall()
-    return dict(rows)
 
 
 def is_due(community: Community, dataset: str, published: datetime | None, now: datetime) -> bool:
@@ -69,14 +62,10 @@ class Freshness:
         return f"{self.dataset}: {state}, last published {when}, cadence {self.cadence}, alert after {self.limit}"
 
 
-def freshness(conn: psycopg.Connection, community: Community, now: datetime | None = None) -> list[Freshness]:
-    """Freshness of every enabled data set; a never-published one is stale once the community is older
-    than the limit (its first run may still be under way)."""
-    now = now or datetime.now(UTC)
-    published = last_published(conn, community.code)
-    first_run = conn.execute(
-        "SELECT min(started_at) FROM sync.runs WHERE community_code = %s", (community.code,)
-    ).fetchone()[0]
+def assess(community: Community, published: Mapping[str, datetime], first_run: datetime | None,
+           now: datetime) -> list[Freshness]:
+    """Freshness of every enabled data set from when each last published; a never-published one is
+    stale once the community's first run is older than the limit (that run may still be under way)."""
     out = []
     for name in community.datasets:
         every = cadence(community, name)
@@ -86,3 +75,9 @@ def freshness(conn: psycopg.Connection, community: Community, now: datetime | No
         stale = since is not None and now - since > limit
         out.append(Freshness(name, last, every, limit, stale))
     return out
+
+
+def freshness(conn: psycopg.Connection, community: Community, now: datetime | None = None) -> list[Freshness]:
+    """Freshness of every enabled data set, as the run store has it now."""
+    return assess(community, runs.last_published(conn, community.code), runs.first_run_started(conn, community.code),
+                  now or datetime.now(UTC))

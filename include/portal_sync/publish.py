@@ -24,15 +24,14 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from portal_sync.datasets import DATASETS, Dataset
-from portal_sync.stage import BIG_STATEMENT_MEMORY, STAGE_SCHEMA
+from portal_sync.datasets import DATASETS, Dataset, Extract
+from portal_sync.sqltext import quote_pg_ident as _q
+from portal_sync.sqltext import render_staged
+from portal_sync.stage import BIG_STATEMENT_MEMORY
+from portal_sync.store import marks, quality
 
 MODES = ("full", "window", "reconcile")
 MATERIALISE_UP_TO = 200_000  # projected rows; see merge_dataset
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class MassDeleteRefused(RuntimeError):
@@ -83,12 +82,6 @@ class DeleteGuard:
         )
 
 
-def _render(text: str, tables: Mapping[str, str]) -> str:
-    for name, table in tables.items():
-        text = text.replace("{" + name + "}", f"{_q(STAGE_SCHEMA)}.{_q(table)}")
-    return text
-
-
 def _resident_scope(enabled: Sequence[str]) -> str:
     """Contacts a live portal account (holder or landlord) or assessment (owner) points to."""
     parts = []
@@ -109,7 +102,9 @@ def _resident_scope(enabled: Sequence[str]) -> str:
     return "(" + (" OR ".join(parts) or "false") + ")"
 
 
-def _projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, mode: str) -> str:
+def projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, mode: str) -> str:
+    """The accepted staged rows as portal rows (refused rows left out), with ``%(community)s``,
+    ``%(read_at)s``, ``%(run_key)s`` and ``%(dataset)s`` parameters; the merge reads from it."""
     exprs = dict(ds.projection)
     if ds.name == "charges" and mode != "full":
         # A window holds only part of the ledger: a line stays voided once a VOID named it.
@@ -118,12 +113,8 @@ def _projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, m
             ' AND p.charge_id = s."TransactionID" AND p.voided))'
         )
     cols = ", ".join(f"{expr} AS {_q(col)}" for col, expr in exprs.items())
-    refused = (
-        "NOT EXISTS (SELECT 1 FROM sync.run_findings f WHERE f.run_key = %(run_key)s"
-        " AND f.dataset = %(dataset)s AND f.severity = 'refuse' AND f.row_id = s._row_id)"
-    )
-    where = refused + (f" AND {scope}" if scope else "")
-    return _render(
+    where = quality.refused_row_filter("s") + (f" AND {scope}" if scope else "")
+    return render_staged(
         f"SELECT %(community)s::text AS community_code, {cols}, %(read_at)s::timestamptz AS source_read_at"
         f" FROM {ds.from_clause} WHERE {where}",
         tables,
@@ -150,7 +141,7 @@ def merge_dataset(
     scope = _resident_scope(enabled) if ds.name == "residents" else None
 
     all_cols = ", ".join(_q(c) for c in (*ds.portal_columns, "source_read_at"))
-    projection = _projection_sql(ds, tables, scope, mode)
+    projection = projection_sql(ds, tables, scope, mode)
     if mode == "full" and not conn.execute(
         f"SELECT EXISTS (SELECT 1 FROM {target} WHERE community_code = %(community)s)", args
     ).fetchone()[0]:
@@ -165,9 +156,9 @@ def merge_dataset(
 
     # The count reads the staged rows without computing the projected values. A small projection
     # (a window, a snapshot) is then materialised and analysed: inline, the voided test's subplans
-    # led the planner to hash all 9 M portal lines for a 5,000-line window (0.4 s -> 5-7 s). A large
-    # one is joined inline: writing a city ledger's projection to a temp table only to read it once
-    # more cost 21 s of a reconciliation, and there hashing the portal side is the right plan anyway.
+    # lead the planner to hash a whole portal ledger for a small window. A large one is joined
+    # inline: writing it to a temp table only to read it once more costs more than it saves, and
+    # there hashing the portal side is the right plan anyway (docs/benchmarks).
     total = conn.execute(f"SELECT count(*) FROM ({projection}) p", args).fetchone()[0]
     if total <= MATERIALISE_UP_TO:
         projected = _q(f"_publish_{ds.name}")
@@ -232,12 +223,10 @@ def merge_dataset(
     if ds.name == "charges" and mode != "full":
         # A VOID read now may name a line published long ago, outside this window.
         conn.execute(
-            _render(
+            render_staged(
                 "UPDATE portal.charges t SET voided = true WHERE t.community_code = %(community)s AND NOT t.voided"
                 ' AND t.charge_id IN (SELECT s."VoidsTransactionID" FROM {transactions} s'
-                " WHERE s.\"TransactionType\" = 'VOID' AND NOT EXISTS (SELECT 1 FROM sync.run_findings f"
-                " WHERE f.run_key = %(run_key)s AND f.dataset = %(dataset)s AND f.severity = 'refuse'"
-                " AND f.row_id = s._row_id))",
+                f" WHERE s.\"TransactionType\" = 'VOID' AND {quality.refused_row_filter('s')})",
                 tables,
             ),
             args,
@@ -254,8 +243,8 @@ def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], sco
                counts: PublishCounts, guard: DeleteGuard, community: str) -> None:
     """Mark rows whose key the source no longer has (deleted, or archived by a period close)."""
     ds, tables = item.dataset, item.tables
-    keys_extract = ds.primary if item.mode == "full" or ds.reconcile_keys is None else ds.reconcile_keys
-    source_keys = _render("{" + keys_extract.name + "}", tables)
+    keys_extract = _keys_extract(item)
+    source_keys = render_staged("{" + keys_extract.name + "}", tables)
     join = " AND ".join(f"s.{_q(src)} = t.{_q(dst)}" for src, dst in zip(keys_extract.key, ds.key, strict=True))
     gone = f"NOT EXISTS (SELECT 1 FROM {source_keys} s WHERE {join})"
     if scope:
@@ -282,7 +271,7 @@ def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], sco
     by_key = " AND ".join(f"t.{_q(k)} = g.{_q(k)}" for k in ds.key)
     doomed_rows = f"FROM {gone_keys} g WHERE t.community_code = %(community)s AND {by_key}"
     if ds.delete_mode == "archive_or_soft":
-        purge = f'(SELECT max("PurgeBefore") FROM {_render("{period_closes}", tables)})'
+        purge = f'(SELECT max("PurgeBefore") FROM {render_staged("{period_closes}", tables)})'
         counts.archived = conn.execute(
             f"UPDATE {target} t SET archived_at = now(), {stamp} {doomed_rows} AND g.transaction_date < {purge}",
             args,
@@ -300,48 +289,21 @@ def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], sco
 def _maintain_quarantine(conn: psycopg.Connection, item: PublishInput, community: str, run_key: str) -> None:
     """Refused rows stay in quarantine (re-read every run) until a run accepts them or they are gone."""
     ds, tables = item.dataset, item.tables
-    args = {"community": community, "dataset": ds.name, "run_key": run_key}
-    conn.execute(
-        "INSERT INTO sync.quarantine (community_code, dataset, row_key, rule, reason, first_run_key, last_run_key)"
-        " SELECT DISTINCT ON (row_key, rule) community_code, dataset, row_key, rule, reason, run_key, run_key"
-        " FROM sync.run_findings WHERE run_key = %(run_key)s AND dataset = %(dataset)s AND severity = 'refuse'"
-        " AND row_key IS NOT NULL ORDER BY row_key, rule, row_id"
-        " ON CONFLICT (community_code, dataset, row_key, rule) DO UPDATE SET last_seen_at = now(),"
-        " last_run_key = EXCLUDED.last_run_key, reason = EXCLUDED.reason",
-        args,
-    )
-    key = ds.primary.key[0]
-    staged = _render("{" + ds.primary.name + "}", tables)
-    conn.execute(  # re-read this run and not refused again: released
-        f"DELETE FROM sync.quarantine q WHERE q.community_code = %(community)s AND q.dataset = %(dataset)s"
-        f" AND q.last_run_key <> %(run_key)s AND EXISTS (SELECT 1 FROM {staged} s WHERE s.{_q(key)}::text = q.row_key)",
-        args,
-    )
+    staged = render_staged("{" + ds.primary.name + "}", tables)
+    staged_keys = f"SELECT s.{_q(ds.primary.key[0])}::text AS row_key FROM {staged} s"
+    gone_keys = None
     if item.mode != "window":  # the run saw every source key: quarantined rows that are gone are released
-        keys_extract = ds.primary if item.mode == "full" or ds.reconcile_keys is None else ds.reconcile_keys
-        source_keys = _render("{" + keys_extract.name + "}", tables)
-        conn.execute(
-            f"DELETE FROM sync.quarantine q WHERE q.community_code = %(community)s AND q.dataset = %(dataset)s"
-            f" AND NOT EXISTS (SELECT 1 FROM {source_keys} s WHERE s.{_q(keys_extract.key[0])}::text = q.row_key)",
-            args,
-        )
+        keys_extract = _keys_extract(item)
+        source_keys = render_staged("{" + keys_extract.name + "}", tables)
+        gone_keys = f"SELECT s.{_q(keys_extract.key[0])}::text AS row_key FROM {source_keys} s"
+    quality.maintain_quarantine(conn, community=community, dataset=ds.name, run_key=run_key,
+                                staged_keys=staged_keys, gone_keys=gone_keys)
 
 
-def _advance_mark(conn: psycopg.Connection, community: str, dataset: str, run_key: str,
-                  new_mark: datetime | None) -> datetime | None:
-    """Move the high-water mark forward only (a backfill of an old range never moves it back)."""
-    if new_mark is None:
-        row = conn.execute(
-            "SELECT mark FROM sync.watermarks WHERE community_code = %s AND dataset = %s", (community, dataset)
-        ).fetchone()
-        return row[0] if row else None
-    return conn.execute(
-        "INSERT INTO sync.watermarks AS w (community_code, dataset, mark, run_key) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (community_code, dataset) DO UPDATE SET mark = greatest(w.mark, EXCLUDED.mark),"
-        " run_key = CASE WHEN EXCLUDED.mark > w.mark THEN EXCLUDED.run_key ELSE w.run_key END, updated_at = now()"
-        " RETURNING mark",
-        (community, dataset, new_mark, run_key),
-    ).fetchone()[0]
+def _keys_extract(item: PublishInput) -> Extract:
+    """The extract that holds every source key in a snapshot or reconciliation."""
+    ds = item.dataset
+    return ds.primary if item.mode == "full" or ds.reconcile_keys is None else ds.reconcile_keys
 
 
 ANALYZE_AFTER_ROWS = 10_000
@@ -389,7 +351,7 @@ def publish(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('portal_sync'), hashtext(%s))", (community,))
         # The classify join hashes a whole portal table of the community: at the default 4 MB a city
-        # ledger's hash went to disk in 256 batches (2.4 GB of temp files, docs/benchmarks).
+        # ledger's hash goes to disk in many batches (docs/benchmarks).
         conn.execute(f"SET LOCAL work_mem = '{BIG_STATEMENT_MEMORY}'")
         conn.execute(
             "INSERT INTO portal.communities (community_code, name, time_zone, synced_at) VALUES (%s, %s, %s, now())"
@@ -406,7 +368,7 @@ def publish(
                     counts = merge_dataset(conn, item, community=community, run_key=run_key, params=params,
                                            enabled=enabled, guard=guard)
                     _maintain_quarantine(conn, item, community, run_key)
-                    counts.mark_after = _advance_mark(conn, community, name, run_key, item.new_mark)
+                    counts.mark_after = marks.advance_mark(conn, community, name, run_key, item.new_mark)
                 outcome.counts[name] = counts
             except MassDeleteRefused as exc:
                 outcome.refused[name] = str(exc)

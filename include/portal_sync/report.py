@@ -1,53 +1,25 @@
-"""Plain-text summaries of recent runs, read from the audit tables."""
+"""The run history of `portal-sync runs` (aliases `summary`, `dq-summary`) and of the demo's closing summary.
+
+One text for what a run did and what data quality found: a line per run (outcome, checks,
+rows refused and warned), then a line per data set (status, checks, the rules that hit most
+rows, what it extracted and changed, its marks). The data-quality site and the status page
+show the same facts from the same model (``reporting.model``).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import psycopg
-from psycopg.rows import dict_row
+from portal_sync.reporting.model import RunHistory, run_history
+from portal_sync.reporting.text import format_runs, runs_json
+from portal_sync.store import reads
 
-from portal_sync.audit import summary_line
+__all__ = ["format_runs", "last_runs", "runs_json"]
 
 
 def last_runs(portal_url: str, community: str | None = None, limit: int = 1,
-              since: datetime | None = None) -> list[dict]:
-    """The most recent runs per community (optionally only those started since a time), with their
-    per-data-set audit rows; oldest first within a community, so a session reads in order."""
-    with psycopg.connect(portal_url) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT * FROM (SELECT r.*, row_number() OVER (PARTITION BY community_code ORDER BY started_at DESC) AS n"
-            " FROM sync.runs r WHERE (%(c)s::text IS NULL OR community_code = %(c)s)"
-            " AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)) x WHERE n <= %(limit)s"
-            " ORDER BY community_code, started_at",
-            {"c": community, "limit": limit, "since": since},
-        )
-        runs = cur.fetchall()
-        for run in runs:
-            cur.execute("SELECT * FROM sync.run_datasets WHERE run_key = %s ORDER BY dataset", (run["run_key"],))
-            run["datasets_audit"] = cur.fetchall()
-            cur.execute(
-                "SELECT dataset, rule, severity, count(*) AS n, min(row_key) AS example_key, min(reason) AS example"
-                " FROM sync.run_findings WHERE run_key = %s GROUP BY dataset, rule, severity ORDER BY dataset, rule",
-                (run["run_key"],),
-            )
-            run["findings"] = cur.fetchall()
-    return runs
-
-
-def format_runs(runs: list[dict]) -> str:
-    lines = []
-    for run in runs:
-        lines.append(
-            f"{run['community_code']}  run {run['run_key']}  {run['outcome']}"
-            f"  started {run['started_at']:%Y-%m-%d %H:%M:%S%z}"
-            + (f"  error: {run['error']}" if run.get("error") else "")
-        )
-        for row in run["datasets_audit"]:
-            lines.append("  " + summary_line(run["community_code"], row["dataset"], row))
-        for finding in run["findings"]:
-            lines.append(
-                f"    {finding['severity']} {finding['dataset']}.{finding['rule']}: {finding['n']} row(s),"
-                f" e.g. key {finding['example_key']}: {finding['example']}"
-            )
-    return "\n".join(lines)
+              since: datetime | None = None) -> RunHistory:
+    """The last ``limit`` runs of one community (any case) or of each, optionally only those started since a
+    time; newest first within a community."""
+    with reads.connect(portal_url, read_only=True) as conn:
+        return run_history(conn, community.upper() if community else None, limit, since)

@@ -1,11 +1,15 @@
-"""Big SQLite reads split into rowid ranges, each range read by its own child process.
+"""Pieces of one read, each read by its own child process at once, their batches gathered here.
 
-SQLite and its value checks run inside the reading process: the checked read of a city ledger is
-the client's CPU, 4-5x the bare read. Two such reads in threads of one process were measured at
-twice the CPU each and no faster together than one alone (contention inside the driver stack;
-docs/benchmarks/README.md, round 4), while two processes each ran at full speed. So a big read is
-cut into rowid ranges, a child process reads each and sends its Arrow batches back over a pipe,
-and the caller numbers and stages the rows as it does for a single read.
+Why processes: a read whose work runs in the reading process (an engine inside the client, with
+its value checks) does not get faster in threads of one process: two such reads in threads were
+measured at twice the CPU each and no faster together than one alone (contention inside the driver
+stack), while two processes each ran at full speed (docs/adr/0008). Which reads are split, and
+into what, is the source dialect's decision; this module only runs the pieces.
+
+A piece is a picklable callable (a module-level function, or a ``functools.partial`` of one) that
+yields Arrow batches whose first column numbers the rows. A child process runs it and sends the
+batches back over a pipe; the caller numbers the rows again in arrival order and stages them as
+it does for a single read.
 """
 
 from __future__ import annotations
@@ -20,69 +24,21 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyodbc
 
-from portal_sync.datasets import Extract
-from portal_sync.extract import (
-    BATCH_ROWS,
-    ROW_ID,
-    ExtractError,
-    ExtractStats,
-    quote_ident,
-    read_batches,
-    source_dbms,
-    staged_schema,
-)
+from portal_sync.source import ExtractError
 
-# A read of a SQLite table whose rowids span at least this many is split (a child process costs
-# about a second to start; a city ledger's checked read takes minutes).
-SPLIT_MIN_ROWS = 500_000
-
-Read = tuple[str | None, list[str] | None]  # (ANSI WHERE with ? markers, its parameters)
+Piece = Callable[[], Iterator[pa.RecordBatch]]
 
 
-def split_read(connection_string: str, extract: Extract, quote: str, read: Read, streams: int,
-               min_rows: int | None = None) -> list[Read]:
-    """One read as ``streams`` reads of consecutive rowid ranges of a big SQLite table, else itself.
-
-    Rowid ranges partition the rows of a rowid table exactly once, whatever a column holds (NULL
-    or text in a key column included), and each range is a seek, not a scan. Other engines check
-    nothing on the client and do their work in their own server: their reads are not split.
-    """
-    if streams < 2 or source_dbms(connection_string) != "SQLite":
-        return [read]
-    conn = pyodbc.connect(connection_string, autocommit=True, timeout=30)
-    try:
-        low, high = conn.execute(f"SELECT min(rowid), max(rowid) FROM {quote_ident(extract.table, quote)}").fetchone()
-    except pyodbc.Error:  # a WITHOUT ROWID table: read it whole
-        return [read]
-    finally:
-        conn.close()
-    if low is None:
-        return [read]
-    low, high = int(low), int(high)  # the driver hands over an expression's value as text
-    if high - low + 1 < (SPLIT_MIN_ROWS if min_rows is None else min_rows):
-        return [read]
-    where, parameters = read
-    step = -(-(high - low + 1) // streams)
-    bounds = [low + i * step for i in range(1, streams)]
-    pieces: list[Read] = []
-    for i in range(streams):  # the first range has no lower bound, the last no upper one
-        # Integer literals, not ? markers, for the reason of extract.sqlite_literal_sql (2.3 GB per
-        # half of a city ledger with markers); integers, not text, so rowid compares as a number.
-        conditions = []
-        if i > 0:
-            conditions.append(f"rowid >= {int(bounds[i - 1])}")
-        if i < streams - 1:
-            conditions.append(f"rowid < {int(bounds[i])}")
-        condition = " AND ".join(conditions)
-        pieces.append((f"({where}) AND {condition}" if where else condition, parameters))
-    return pieces
+class Counts(Protocol):
+    rows: int
+    batches: int
 
 
 def _die_with_parent() -> None:
@@ -105,20 +61,19 @@ def _broken_pipe(exc: BaseException) -> bool:
 
 
 def _child_main() -> None:
-    """In the child: the read's arguments pickled on stdin; on stdout an Arrow IPC stream of its
-    batches, then the pickled outcome (None, or the exception to raise in the parent)."""
+    """In the child: the piece and its batches' schema pickled on stdin; on stdout an Arrow IPC
+    stream of its batches, then the pickled outcome (None, or the exception to raise in the parent)."""
     _die_with_parent()
     # The data pipe is a private descriptor; anything a library or driver prints goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    connection_string, extract, quote, read, batch_rows = pickle.load(sys.stdin.buffer)
+    piece, schema = pickle.load(sys.stdin.buffer)
     outcome: BaseException | None = None
     try:
-        with pa.ipc.new_stream(out, staged_schema(extract)) as writer:
+        with pa.ipc.new_stream(out, schema) as writer:
             try:
-                for batch in read_batches(connection_string, extract, quote, batch_rows=batch_rows,
-                                          where=read[0], parameters=read[1]):
+                for batch in piece():
                     writer.write_batch(batch)
             except Exception as exc:  # noqa: BLE001 - whatever it is, the parent raises it
                 if _broken_pipe(exc):
@@ -143,17 +98,17 @@ _DONE = object()
 
 
 def read_at_once(
-    connection_string: str, extract: Extract, quote: str, reads: Sequence[Read], *,
-    stats: ExtractStats, batch_rows: int = BATCH_ROWS,
+    pieces: Sequence[Piece], schema: pa.Schema, *, stats: Counts, what: str, piece: str = "piece",
 ) -> Iterator[pa.RecordBatch]:
-    """The reads in child processes at once; their batches as they arrive, rows numbered in that order.
+    """The pieces in child processes at once; their batches as they arrive, rows numbered in that order.
 
-    Children are plain ``python -m`` processes (not multiprocessing: that re-imports the caller's
-    main module, which a script, a DAG runner or a test runner may not allow). At most one batch per
-    read waits here beside what the pipes hold. A failed or killed read ends the others (their
-    processes are terminated) and its error is raised here.
+    ``schema`` is the pieces' batches' schema; ``what`` (the table) and ``piece`` (what a piece is)
+    name a piece in errors. Children are plain ``python -m`` processes (not multiprocessing: that
+    re-imports the caller's main module, which a script, a DAG runner or a test runner may not
+    allow). At most one batch per piece waits here beside what the pipes hold. A failed or killed
+    piece ends the others (their processes are terminated) and its error is raised here.
     """
-    handoff: queue.Queue = queue.Queue(maxsize=len(reads))
+    handoff: queue.Queue = queue.Queue(maxsize=len(pieces))
     stop = threading.Event()
 
     def offer(item: object) -> bool:
@@ -182,25 +137,25 @@ def read_at_once(
             if stop.is_set():
                 return
             code = child.wait()
-            offer(ExtractError(f"{extract.table}: read {number + 1} of {len(reads)} (rowid range) ended without "
+            offer(ExtractError(f"{what}: read {number + 1} of {len(pieces)} ({piece}) ended without "
                                f"a result: its process exited with code {code}"))
         offer(_DONE)
 
     children: list[subprocess.Popen] = []
     pumps: list[threading.Thread] = []
     try:
-        for number, read in enumerate(reads):
+        for number, job in enumerate(pieces):
             child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=_child_environment())
             children.append(child)
-            child.stdin.write(pickle.dumps((connection_string, extract, quote, read, batch_rows)))
+            child.stdin.write(pickle.dumps((job, schema)))
             child.stdin.close()
             thread = threading.Thread(target=pump, args=(number, child), daemon=True,
-                                      name=f"read-{extract.table}-{number}")
+                                      name=f"read-{what}-{number}")
             thread.start()
             pumps.append(thread)
         finished = 0
-        while finished < len(reads):
+        while finished < len(pieces):
             item = handoff.get()
             if item is _DONE:
                 finished += 1
@@ -210,7 +165,8 @@ def read_at_once(
             first = stats.rows + 1
             stats.rows += item.num_rows
             stats.batches += 1
-            yield item.set_column(0, ROW_ID, pa.array(np.arange(first, first + item.num_rows, dtype=np.int64)))
+            ids = pa.array(np.arange(first, first + item.num_rows, dtype=np.int64))
+            yield item.set_column(0, item.schema.field(0), ids)
     finally:
         stop.set()
         for child in children:
@@ -221,20 +177,6 @@ def read_at_once(
         for child in children:
             child.wait()
             child.stdout.close()
-
-
-def read_all(
-    connection_string: str, extract: Extract, quote: str, reads: Sequence[Read], *,
-    stats: ExtractStats, streams: int = 1,
-) -> Iterator[pa.RecordBatch]:
-    """Every read of one extract, one after another; the first (the big one) split when it pays."""
-    for i, read in enumerate(reads):
-        pieces = split_read(connection_string, extract, quote, read, streams) if i == 0 else [read]
-        if len(pieces) > 1:
-            yield from read_at_once(connection_string, extract, quote, pieces, stats=stats)
-        else:
-            yield from read_batches(connection_string, extract, quote, stats=stats, where=read[0],
-                                    parameters=read[1])
 
 
 if __name__ == "__main__":

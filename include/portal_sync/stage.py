@@ -99,8 +99,8 @@ def finish_table(conn: psycopg.Connection, table: str, extract: Extract) -> None
     """Index the business key and gather statistics so the checks and the merge plan well.
 
     The key index is built UNIQUE when the staged keys allow it (nearly always): then the
-    duplicate-key check has its answer without a scan (``key_is_unique``; 8 s of a city ledger's
-    validation). Only staged rows with a repeated key pay for a second, plain build.
+    duplicate-key check has its answer without a scan (``key_is_unique``). Only staged rows
+    with a repeated key pay for a second, plain build.
     """
     ident = sql.Identifier(STAGE_SCHEMA, table)
     key = sql.SQL(", ").join(map(sql.Identifier, extract.key))

@@ -3,10 +3,9 @@
 Data engineers ask the same few questions every morning: did each data set publish, is it
 fresh against its cadence, what did the last run change or refuse, did a data-quality
 check fail (and where is the report), and where is the high-water mark. Everything comes
-from the audit tables in the portal database (``sync.runs``, ``sync.run_datasets``,
-``sync.dq_results``, ``sync.watermarks``, ``sync.quarantine``), so the answer is the same
-on any machine; nothing here imports Airflow, so the CLI and the tests use it directly and
-the plugin stays a thin web layer.
+from the run store in the portal database (``store.reads``), so the answer is the same on
+any machine; nothing here imports Airflow, so the CLI and the tests use it directly and
+the plugin stays a thin web layer. The text and HTML forms are in ``reporting``.
 
 Reads are bounded whatever the history: per data set one indexed look-up of its latest
 processed run, not a scan of all runs.
@@ -14,29 +13,20 @@ processed run, not a scan of all runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from portal_sync.config import Community, LoadedConfig
 from portal_sync.dq_report import page_name, report_dir
 from portal_sync.freshness import freshness
+from portal_sync.store import reads
 
 # Check severities whose failure means rows were refused or the data set failed, against
 # "warn" which publishes anyway (docs/adr/0005).
 _BLOCKING = ("refuse", "fail")
-
-
-def connect(portal_url: str) -> psycopg.Connection:
-    """A short read-only connection: the status page must never hold locks a publish waits on."""
-    conn = psycopg.connect(portal_url, connect_timeout=10, autocommit=True)
-    conn.execute("SET default_transaction_read_only = on")
-    conn.execute("SET statement_timeout = '15s'")
-    return conn
 
 
 def overview(portal_url: str, config: LoadedConfig, *, community: str | None = None,
@@ -45,11 +35,10 @@ def overview(portal_url: str, config: LoadedConfig, *, community: str | None = N
     configuration does not, and the configuration's errors."""
     now = now or datetime.now(UTC)
     wanted = [c for c in config.communities if community is None or c.code == community.upper()]
-    with connect(portal_url) as conn:
+    with reads.connect(portal_url, read_only=True) as conn:
         communities = [community_status(conn, c, now=now) for c in wanted]
         configured = {c.code for c in config.communities}
-        others = [code for (code,) in conn.execute(
-            "SELECT DISTINCT community_code FROM sync.runs ORDER BY 1").fetchall() if code not in configured]
+        others = [code for code in reads.run_communities(conn) if code not in configured]
     return {
         "generated_at": now,
         "communities": communities,
@@ -62,26 +51,16 @@ def community_status(conn: psycopg.Connection, community: Community, *, now: dat
                      ) -> dict[str, Any]:
     """One community: its last run and, per enabled data set, publish, freshness, counts, quality, mark."""
     now = now or datetime.now(UTC)
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT run_key, airflow_run_id, started_at, published_at, finished_at, outcome, error, time_zone,"
-            " source_org_name FROM sync.runs WHERE community_code = %s ORDER BY started_at DESC LIMIT 1",
-            (community.code,),
-        )
-        last_run = cur.fetchone()
-        cur.execute("SELECT name, time_zone FROM portal.communities WHERE community_code = %s", (community.code,))
-        portal_row = cur.fetchone() or {}
-        runs = _last_processed(cur, community.code, community.datasets)
-        latest = _latest_rows(cur, community.code, community.datasets)
-        checks = _checks(cur, [(row["run_key"], name) for name, row in runs.items()])
-        cur.execute("SELECT dataset, mark, updated_at FROM sync.watermarks WHERE community_code = %s",
-                    (community.code,))
-        marks = {row["dataset"]: row for row in cur.fetchall()}
-        cur.execute(
-            "SELECT dataset, count(DISTINCT row_key) AS n, min(first_seen_at) AS since FROM sync.quarantine"
-            " WHERE community_code = %s GROUP BY dataset", (community.code,),
-        )
-        quarantine = {row["dataset"]: row for row in cur.fetchall()}
+    code = community.code
+    last_run = reads.last_run(conn, code)
+    portal_row = reads.portal_community(conn, code)
+    runs = reads.last_processed(conn, code, community.datasets)
+    latest = reads.latest_dataset_rows(conn, code, community.datasets)
+    checks: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in reads.checks_of(conn, [(row["run_key"], name) for name, row in runs.items()]):
+        checks.setdefault((row["run_key"], row["dataset"]), []).append(row)
+    marks = reads.marks(conn, code)
+    quarantine = reads.quarantine_counts(conn, code)
     fresh = {f.dataset: f for f in freshness(conn, community, now=now)}
 
     site = report_dir(community.code)
@@ -118,47 +97,6 @@ def community_status(conn: psycopg.Connection, community: Community, *, now: dat
         "report_index": "index.html" if (site / "index.html").is_file() else None,
         "report_dir": str(site),
     }
-
-
-def _last_processed(cur: psycopg.Cursor, community: str, datasets: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Per data set, its audit row in the latest run that did not skip it (a skipped run, not due by
-    cadence, changed nothing and has no counts worth showing)."""
-    cur.execute(
-        "SELECT d.*, r.started_at, r.airflow_run_id, r.outcome FROM unnest(%s::text[]) AS x(dataset)"
-        " CROSS JOIN LATERAL (SELECT d.* FROM sync.runs r2 JOIN sync.run_datasets d ON d.run_key = r2.run_key"
-        "   AND d.dataset = x.dataset WHERE r2.community_code = %s AND d.phase <> 'skipped'"
-        "   ORDER BY r2.started_at DESC LIMIT 1) d"
-        " JOIN sync.runs r ON r.run_key = d.run_key",
-        (list(datasets), community),
-    )
-    return {row["dataset"]: row for row in cur.fetchall()}
-
-
-def _latest_rows(cur: psycopg.Cursor, community: str, datasets: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Per data set, its audit row in the latest run at all (to show "skipped: not due")."""
-    cur.execute(
-        "SELECT d.dataset, d.phase, d.error FROM unnest(%s::text[]) AS x(dataset)"
-        " CROSS JOIN LATERAL (SELECT d.* FROM sync.runs r JOIN sync.run_datasets d ON d.run_key = r.run_key"
-        "   AND d.dataset = x.dataset WHERE r.community_code = %s ORDER BY r.started_at DESC LIMIT 1) d",
-        (list(datasets), community),
-    )
-    return {row["dataset"]: row for row in cur.fetchall()}
-
-
-def _checks(cur: psycopg.Cursor, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Data-quality results of the given (run, data set) pairs."""
-    if not keys:
-        return {}
-    cur.execute(
-        "SELECT q.run_key, q.dataset, q.rule, q.description, q.kind, q.severity, q.success, q.failing_rows"
-        " FROM sync.dq_results q JOIN unnest(%s::text[], %s::text[]) AS k(run_key, dataset)"
-        " ON q.run_key = k.run_key AND q.dataset = k.dataset ORDER BY q.rule",
-        ([k[0] for k in keys], [k[1] for k in keys]),
-    )
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in cur.fetchall():
-        out.setdefault((row["run_key"], row["dataset"]), []).append(row)
-    return out
 
 
 def _freshness_label(state: Any) -> str:
@@ -217,42 +155,3 @@ def _report_page(site: Path, run_key: str) -> str | None:
     """The run's page in the data-quality site, relative to the site root, if it was written."""
     page = Path("runs") / page_name(run_key)
     return page.as_posix() if (site / page).is_file() else None
-
-
-# --------------------------------------------------------------------------- text (CLI)
-
-
-def _when(value: datetime | None) -> str:
-    return "never" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
-
-
-def format_overview(data: dict[str, Any]) -> str:
-    """The overview as plain text, one line per data set (``portal-sync status``)."""
-    lines: list[str] = []
-    for com in data["communities"]:
-        run = com["last_run"]
-        head = f"{com['code']} ({com['name']})  dag {com['dag_id']}  schedule '{com['schedule']}' {com['time_zone']}"
-        if run:
-            head += f"  last run {run['outcome']} {_when(run['started_at'])}"
-        else:
-            head += "  no run yet"
-        lines.append(head)
-        for ds in com["datasets"]:
-            last = ds["last_run"] or {}
-            quality = ds["quality"]
-            failed = ", ".join(f"{c['rule']}({c['severity']}, {c['failing_rows']})" for c in quality["failed_checks"])
-            lines.append(
-                f"  {ds['dataset']:<12} {ds['freshness']:<15} published {_when(ds['last_published_at'])}"
-                f"  changed {last.get('rows_changed', '-')}  refused {last.get('rows_refused', '-')}"
-                f"  dq {quality['status']}{': ' + failed if failed else ''}"
-                f"  mark {_when(ds['mark']) if ds['mark'] else '-'}"
-                + (f"  quarantined {ds['quarantined']}" if ds["quarantined"] else "")
-                + (f"  latest: {ds['latest_phase']}" if ds["latest_phase"] == "skipped" else "")
-            )
-        if com["report_index"]:
-            lines.append(f"  report: {Path(com['report_dir']) / com['report_index']}")
-    for code in data["unconfigured"]:
-        lines.append(f"{code}: has runs in the portal database but is not in the configuration")
-    for error in data["config_errors"]:
-        lines.append(f"configuration error: {error}")
-    return "\n".join(lines)

@@ -67,16 +67,16 @@ def local_bounds(window: Window, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return naive_start, naive_end
 
 
-def source_timestamp_text(value: datetime, *, round_up: bool = False) -> str:
-    """A naive local time as ODBC timestamp text with whole seconds.
+def whole_seconds(value: datetime, *, round_up: bool = False) -> datetime:
+    """A window bound to whole seconds: the start floored, the end (``round_up``) ceiled.
 
-    Whole seconds because SQLite compares its ISO text lexically: 'YYYY-MM-DD HH:MM:SS'
-    sorts before any stored value of that second with fractions, so a floored start
-    includes them and a ceiled end does too.
+    Whole seconds because a source may compare stamps as ISO text (SQLite does, lexically):
+    'YYYY-MM-DD HH:MM:SS' sorts before any stored value of that second with fractions, so a
+    floored start includes them and a ceiled end does too.
     """
     if round_up and value.microsecond:
         value = value.replace(microsecond=0) + timedelta(seconds=1)
-    return value.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+    return value.replace(microsecond=0)
 
 
 def reconcile_due(cron: str | None, zone: ZoneInfo, start: datetime | None, end: datetime | None) -> bool:

@@ -12,7 +12,7 @@ from synctest import FULL, assert_in_sync, community, portal_fingerprint, sync
 
 from portal_sync import pipeline
 from portal_sync.dq_report import report_dir
-from portal_sync.validate import Rule
+from portal_sync.rules import Rule
 
 pytestmark = pytest.mark.integration
 

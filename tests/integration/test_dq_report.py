@@ -323,9 +323,9 @@ def test_build_with_500_runs_writes_a_bounded_number_of_files(url: str, communit
     # Put a kept site in place: every run's page and every month page, as 500 earlier builds would have left it.
     index, written = build_site(url, community, tmp_path)
     assert len(written) == INDEX_RUNS + len({p for p in written if "history" in p.parts}) + 1
-    site = dq_report._Site(tmp_path, community)
+    site = dq_report.Site(tmp_path, community)
     with connect(url) as conn:
-        zone = dq_report._site_zone(conn, community)
+        zone = dq_report.site_zone(conn, community)
         months = {site.write_run(conn, key, zone) for key in keys}
         for year, month in months:
             site.write_month(conn, year, month, zone)
@@ -416,3 +416,24 @@ def test_cli_dq_report_and_dq_summary(url: str, community: str, tmp_path: Path,
     printed = capsys.readouterr().out
     assert printed.startswith(f"{community} run {key}") and first not in printed
     assert cli_main(["--portal-url", url, "dq-report", community, "--out", str(out), "--run", "nope"]) == 1
+
+
+def test_cli_runs_and_its_aliases_print_the_same(url: str, community: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with connect(url) as conn:
+        older = typical_run(conn, community, datetime.now(UTC) - timedelta(hours=1))
+        key = typical_run(conn, community, datetime.now(UTC))
+    outputs = {}
+    for name in ("runs", "summary", "dq-summary"):
+        assert cli_main(["--portal-url", url, name, community.lower(), "--runs", "2"]) == 0
+        outputs[name] = capsys.readouterr().out
+    assert outputs["runs"] == outputs["summary"] == outputs["dq-summary"]
+    lines = outputs["runs"].splitlines()
+    assert lines[0].startswith(f"{community} run {key}") and lines[3].startswith(f"{community} run {older}")
+    assert "extracted 100, inserted 75" in lines[1] and "top: orphan_account refused 25 (e.g. C-0000)" in lines[1]
+    assert cli_main(["--portal-url", url, "runs", community, "--runs", "1", "--json"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["run_key"] == key and run["rows_refused"] == 25 and run["checks_failed"] == 2
+    charges = next(d for d in run["datasets"] if d["dataset"] == "charges")
+    assert charges["status"] == "refused" and charges["rows_inserted"] == 75
+    assert charges["top_rules"] == [{"rule": "orphan_account", "severity": "refuse", "n": 25, "example_key": "C-0000"}]

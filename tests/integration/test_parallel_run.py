@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from synctest import assert_in_sync, community, sync
 
-from portal_sync import audit
 from portal_sync.datasets import DATASET_NAMES
 from portal_sync.pipeline import RunContext, extract_dataset
+from portal_sync.store import runs
 
 pytestmark = pytest.mark.integration
 
@@ -63,17 +63,17 @@ def test_parallel_and_serial_runs_publish_the_same_portal_and_threads_really_sha
 
 def test_longest_first_orders_by_the_last_run_and_keeps_declared_order_for_new_data_sets(portal):
     with psycopg.connect(portal, autocommit=True) as conn:
-        assert audit.longest_first(conn, "LONGEST", DATASET_NAMES) == list(DATASET_NAMES)
+        assert runs.longest_first(conn, "LONGEST", DATASET_NAMES) == list(DATASET_NAMES)
 
-        audit.start_run(conn, "longest_old", "LONGEST", "old", ["accounts", "charges"])
-        audit.update_dataset(conn, "longest_old", "charges", extract_seconds=1, validate_seconds=1)
-        audit.update_dataset(conn, "longest_old", "accounts", extract_seconds=50, validate_seconds=0)
-        audit.start_run(conn, "longest_new", "LONGEST", "new", ["accounts", "charges", "payments"])
+        runs.start_run(conn, "longest_old", "LONGEST", "old", ["accounts", "charges"])
+        runs.update_dataset(conn, "longest_old", "charges", extract_seconds=1, validate_seconds=1)
+        runs.update_dataset(conn, "longest_old", "accounts", extract_seconds=50, validate_seconds=0)
+        runs.start_run(conn, "longest_new", "LONGEST", "new", ["accounts", "charges", "payments"])
         conn.execute("UPDATE sync.runs SET started_at = started_at + interval '1 minute' WHERE run_key = 'longest_new'")
-        audit.update_dataset(conn, "longest_new", "charges", extract_seconds=30, validate_seconds=12.5)
-        audit.update_dataset(conn, "longest_new", "payments", extract_seconds=3, validate_seconds=None)
+        runs.update_dataset(conn, "longest_new", "charges", extract_seconds=30, validate_seconds=12.5)
+        runs.update_dataset(conn, "longest_new", "payments", extract_seconds=3, validate_seconds=None)
         # charges by its newest run (42.5 s), accounts by its only timed run (50 s), payments 3 s;
         # the rest never ran: declared order, after them.
-        assert audit.longest_first(conn, "LONGEST", DATASET_NAMES) == [
+        assert runs.longest_first(conn, "LONGEST", DATASET_NAMES) == [
             "accounts", "charges", "payments", "assessments", "balances", "residents"]
-        assert audit.longest_first(conn, "OTHER", ["charges", "accounts"]) == ["charges", "accounts"]
+        assert runs.longest_first(conn, "OTHER", ["charges", "accounts"]) == ["charges", "accounts"]

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import threading
 from collections import Counter
+from functools import partial
 
 import psycopg
 import pyarrow as pa
@@ -16,10 +17,11 @@ import pytest
 from synctest import assert_in_sync, community, sync
 from test_parallel_run import portal_rows
 
-from portal_sync import split_read as split_module
 from portal_sync.datasets import DATASET_NAMES, DATASETS
-from portal_sync.extract import ROW_ID, ExtractError, ExtractStats, identifier_quote, read_batches
-from portal_sync.split_read import read_all, read_at_once, split_read
+from portal_sync.extract import ROW_ID, ExtractError, ExtractStats, read_batches, read_extract, read_pieces
+from portal_sync.source import connect, dialect_of
+from portal_sync.source import sqlite as sqlite_module
+from portal_sync.source.sqlite import SQLite
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +59,13 @@ def child_processes() -> list[int]:
     return pids
 
 
+def split_read(odbc: str, read, streams: int, min_rows: int | None = None):
+    """The pieces the source's dialect cuts the ledger's read into (a SQLite source: rowid ranges)."""
+    dialect = dialect_of(odbc)
+    assert isinstance(dialect, SQLite)
+    return dialect.split(partial(connect, odbc), LEDGER, read, streams, min_rows=min_rows)
+
+
 def plant(path: str, statements: list[tuple[str, tuple]]) -> None:
     with sqlite3.connect(path) as db:
         for statement, args in statements:
@@ -76,22 +85,21 @@ def test_split_read_stages_every_row_exactly_once_whatever_the_key_column_holds(
          ' WHERE rowid = (SELECT min(rowid) FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\')',
          ("x" * 500,)),
     ])
-    quote = identifier_quote(odbc)
     with sqlite3.connect(path) as db:
         stored = db.execute('SELECT count(*) FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\'').fetchone()[0]
     assert stored > 300
 
-    pieces = split_read(odbc, LEDGER, quote, (None, None), streams=3, min_rows=1)
+    pieces = split_read(odbc, (None, None), streams=3, min_rows=1)
     assert len(pieces) == 3 and all("rowid" in where for where, _ in pieces)
     # the bounds are literals: the SQLite driver would hold a parameterised statement's whole result
     assert all("?" not in where and params is None for where, params in pieces)
-    assert split_read(odbc, LEDGER, quote, (None, None), streams=3) == [(None, None)]  # too small by default
-    assert split_read(odbc, LEDGER, quote, (None, None), streams=1, min_rows=1) == [(None, None)]
+    assert split_read(odbc, (None, None), streams=3) == [(None, None)]  # too small by default
+    assert split_read(odbc, (None, None), streams=1, min_rows=1) == [(None, None)]
 
     whole_stats, split_stats = ExtractStats(), ExtractStats()
-    whole_ids, whole = rows_of(read_all(odbc, LEDGER, quote, [(None, None)], stats=whole_stats))
-    monkeypatch.setattr(split_module, "SPLIT_MIN_ROWS", 1)
-    split_ids, split = rows_of(read_all(odbc, LEDGER, quote, [(None, None)], stats=split_stats, streams=3))
+    whole_ids, whole = rows_of(read_extract(odbc, LEDGER, [(None, None)], stats=whole_stats))
+    monkeypatch.setattr(sqlite_module, "SPLIT_MIN_ROWS", 1)
+    split_ids, split = rows_of(read_extract(odbc, LEDGER, [(None, None)], stats=split_stats, streams=3))
     assert split == whole  # the same rows, each once
     assert sum(whole.values()) == stored
     assert sorted(split_ids) == list(range(1, stored + 1)) == whole_ids  # ids number the arrival order
@@ -102,9 +110,9 @@ def test_split_read_stages_every_row_exactly_once_whatever_the_key_column_holds(
 
     # A window-style read with its own condition and parameters keeps them in every range.
     where = ('("TransactionType" = ?)', ["BILL"])
-    pieces = split_read(odbc, LEDGER, quote, where, streams=2, min_rows=1)
+    pieces = split_read(odbc, where, streams=2, min_rows=1)
     assert [p[1][0] for p in pieces] == ["BILL", "BILL"] and all(p[0].startswith('(("TransactionType"') for p in pieces)
-    _, bills = rows_of(read_at_once(odbc, LEDGER, quote, pieces, stats=ExtractStats()))
+    _, bills = rows_of(read_pieces(odbc, LEDGER, pieces, stats=ExtractStats()))
     with sqlite3.connect(path) as db:
         assert sum(bills.values()) == db.execute(
             'SELECT count(*) FROM "UB_Transaction" WHERE "TransactionType" = \'BILL\'').fetchone()[0] > 0
@@ -116,12 +124,11 @@ def test_a_failed_range_stops_the_others_and_its_error_reaches_the_caller(make_s
     # Text that is not UTF-8 makes arrow-odbc fail the read of the last range only.
     plant(sim.spec.path, [('UPDATE "UB_Transaction" SET "Description" = CAST(X\'FFFE41\' AS TEXT) WHERE rowid ='
                            ' (SELECT max(rowid) FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\')', ())])
-    quote = identifier_quote(odbc)
-    pieces = split_read(odbc, LEDGER, quote, (None, None), streams=2, min_rows=1)
+    pieces = split_read(odbc, (None, None), streams=2, min_rows=1)
     before = {t.name for t in threading.enumerate()}
     stats = ExtractStats()
     with pytest.raises(ExtractError, match="not valid UTF-8"):
-        for _ in read_at_once(odbc, LEDGER, quote, pieces, stats=stats, batch_rows=10):
+        for _ in read_pieces(odbc, LEDGER, pieces, stats=stats, batch_rows=10):
             pass
     assert stats.rows > 0  # the healthy range had handed over batches before the failure stopped it
     assert not [t.name for t in threading.enumerate() if t.name.startswith("read-") and t.name not in before]
@@ -131,9 +138,8 @@ def test_a_failed_range_stops_the_others_and_its_error_reaches_the_caller(make_s
 def test_a_read_process_that_dies_fails_the_read_with_its_exit_code(make_source):
     sim = make_source("sqlite", seed=7)
     odbc = sim.spec.odbc_connection_string()
-    quote = identifier_quote(odbc)
-    pieces = split_read(odbc, LEDGER, quote, (None, None), streams=2, min_rows=1)
-    batches = read_at_once(odbc, LEDGER, quote, pieces, stats=ExtractStats(), batch_rows=5)
+    pieces = split_read(odbc, (None, None), streams=2, min_rows=1)
+    batches = read_pieces(odbc, LEDGER, pieces, stats=ExtractStats(), batch_rows=5)
     next(batches)
     assert len(child_processes()) == 2
     os.kill(child_processes()[0], signal.SIGKILL)
@@ -147,15 +153,15 @@ def test_a_read_process_that_dies_fails_the_read_with_its_exit_code(make_source)
 def test_a_sync_with_split_reads_publishes_the_same_portal_as_one_stream(make_source, portal, monkeypatch):
     sim = make_source("sqlite", seed=12)
     splits: list[int] = []
-    real_split = split_read
+    real_split = SQLite.split
 
     def counted(*args, **kwargs):
         pieces = real_split(*args, **kwargs)
         splits.append(len(pieces))
         return pieces
 
-    monkeypatch.setattr(split_module, "SPLIT_MIN_ROWS", 1)
-    monkeypatch.setattr(split_module, "split_read", counted)
+    monkeypatch.setattr(sqlite_module, "SPLIT_MIN_ROWS", 1)
+    monkeypatch.setattr(SQLite, "split", counted)
     sync(sim, portal, "split", comm=community(read_streams=3), use_gx=True)
     assert_in_sync(sim, portal)
     assert splits.count(3) >= len(DATASET_NAMES)  # every data set's first read was split
@@ -177,7 +183,6 @@ def test_a_sqlite_read_with_parameters_sends_literals_and_selects_what_the_bound
 
     sim = make_source("sqlite", seed=8)
     odbc = sim.spec.odbc_connection_string()
-    quote = identifier_quote(odbc)
     sent = []
     real = arrow_odbc.read_arrow_batches_from_odbc
 
@@ -189,14 +194,14 @@ def test_a_sqlite_read_with_parameters_sends_literals_and_selects_what_the_bound
     with sqlite3.connect(sim.spec.path) as db:
         dates = [d for (d,) in db.execute('SELECT DISTINCT "InputDate" FROM "UB_Transaction" ORDER BY 1')]
         low, high = dates[len(dates) // 3], dates[2 * len(dates) // 3]
-        # a window's shape (pipeline.primary_reads), with a quote inside one value for good measure
+        # a window's shape (plan.primary_reads), with a quote inside one value for good measure
         where = '("InputDate" >= ? AND "InputDate" < ?) OR "Description" = ?'
         params = [low, high, "O'Brien's refund"]
         expected = Counter(tid for (tid,) in db.execute(
             f'SELECT "TransactionID" FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\' AND ({where})',
             params))
         ledger = db.execute('SELECT count(*) FROM "UB_Transaction" WHERE "TransactionType" <> \'PMT\'').fetchone()[0]
-    _, got = rows_of(read_batches(odbc, LEDGER, quote, where=where, parameters=params))
+    _, got = rows_of(read_batches(odbc, LEDGER, where=where, parameters=params))
     assert Counter(dict(row)["TransactionID"] for row in got.elements()) == expected
     assert 0 < sum(expected.values()) < ledger  # the condition selects some lines, not all
     (query, bound), = sent

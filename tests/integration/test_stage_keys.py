@@ -6,9 +6,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from portal_sync import audit, stage
+from portal_sync import stage
 from portal_sync.datasets import DATASETS
-from portal_sync.validate import KEY_UNIQUE, render, rules_for, validate_staged
+from portal_sync.rules import KEY_UNIQUE, rules_for
+from portal_sync.sqltext import render_staged
+from portal_sync.store import runs
+from portal_sync.validate import validate_staged
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +39,7 @@ def staged(conn: psycopg.Connection, run_key: str, customer_ids: list[int | None
 def test_the_duplicate_key_rule_answers_from_the_key_index_exactly_as_its_query(portal, customer_ids, unique):
     run_key = f"keys_{'u' if unique else 'd'}"
     with psycopg.connect(portal, autocommit=True) as conn:
-        audit.start_run(conn, run_key, "KEYS", run_key, [BALANCES.name])
+        runs.start_run(conn, run_key, "KEYS", run_key, [BALANCES.name])
         tables = staged(conn, run_key, customer_ids)
         assert stage.key_is_unique(conn, tables["balances"], BALANCES.primary) is unique
         rule = next(r for r in rules_for(BALANCES) if r.name == KEY_UNIQUE)
@@ -45,7 +48,7 @@ def test_the_duplicate_key_rule_answers_from_the_key_index_exactly_as_its_query(
         # The rule's own query on the same rows, whatever the index says.
         by_query = conn.execute(
             sql.SQL("SELECT count(*) FROM {} s WHERE ").format(sql.Identifier(stage.STAGE_SCHEMA, tables["balances"]))
-            + sql.SQL(render(rule.bad_rows_where, tables))
+            + sql.SQL(render_staged(rule.bad_rows_where, tables))
         ).fetchone()[0]
         recorded = conn.execute("SELECT count(*) FROM sync.run_findings WHERE run_key = %s AND rule = %s",
                                 (run_key, KEY_UNIQUE)).fetchone()[0]

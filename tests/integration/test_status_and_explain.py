@@ -28,7 +28,8 @@ from portal_sync.config import Community, LoadedConfig
 from portal_sync.dq_report import build_site
 from portal_sync.explain import Explanation, explain
 from portal_sync.migrate import migrate
-from portal_sync.status import format_overview, overview
+from portal_sync.reporting.text import format_overview
+from portal_sync.status import overview
 
 pytestmark = pytest.mark.integration
 

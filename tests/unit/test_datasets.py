@@ -8,7 +8,11 @@ import pytest
 
 from portal_sync.datasets import DATASETS, ORGANIZATION
 from portal_sync.extract import select_sql
-from portal_sync.validate import rules_for
+from portal_sync.rules import rules_for
+from portal_sync.source.mariadb import MariaDB
+from portal_sync.source.postgresql import PostgreSQL
+from portal_sync.source.sqlite import SQLite
+from portal_sync.source.sqlserver import SqlServer
 
 # Sensitive or internal Caselle columns: never read (source contract).
 FORBIDDEN = {"SSN", "BirthDate", "DriversLicense", "Notes", "DirectPayRouting", "DirectPayAccount",
@@ -45,17 +49,25 @@ def test_every_contract_column_is_projected_once():
         assert list(DATASETS[name].projection) == cols.split(), name
 
 
-@pytest.mark.parametrize("quote", ['"', "`"])
-def test_no_sensitive_column_in_any_sql_the_extractor_sends(quote):
+@pytest.mark.parametrize("dialect", [SqlServer(), PostgreSQL(), MariaDB()], ids=lambda d: d.name)
+def test_no_sensitive_column_in_any_sql_the_extractor_sends(dialect):
     for extract in _all_extracts():
-        statement = select_sql(extract, quote)
+        statement = select_sql(extract, dialect)
         words = set(re.findall(r"[A-Za-z_]+", statement))
         assert not words & FORBIDDEN, (extract.name, words & FORBIDDEN)
         assert "*" not in statement
 
 
+def test_no_sensitive_column_in_the_checked_sql_a_sqlite_source_gets():
+    for extract in _all_extracts():
+        statement = select_sql(extract, SQLite())
+        words = set(re.findall(r"[A-Za-z_]+", statement))
+        assert not words & FORBIDDEN, (extract.name, words & FORBIDDEN)
+        assert not re.search(r"SELECT\s+\*|,\s*\*\s*(,|FROM)", statement)  # its only * are in GLOB patterns
+
+
 def test_select_is_ansi_and_quoted_with_the_driver_quote():
-    statement = select_sql(DATASETS["charges"].primary, "`")
+    statement = select_sql(DATASETS["charges"].primary, MariaDB())
     assert statement.startswith("SELECT `TransactionID`, `CustomerID`")
     assert "FROM `UB_Transaction` WHERE (`TransactionType` <> 'PMT')" in statement
     for vendor in ("LIMIT", "TOP ", "ISNULL", "NVL", "IFNULL", "GETDATE"):

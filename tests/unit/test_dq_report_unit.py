@@ -17,7 +17,6 @@ from portal_sync.dq_report import (
     DatasetStatus,
     RunDetail,
     RunSummary,
-    esc,
     json_for_script,
     page_name,
     render_index,
@@ -25,6 +24,7 @@ from portal_sync.dq_report import (
     render_run_page,
     report_dir,
 )
+from portal_sync.reporting.format import site_esc as esc
 
 ZONE = ZoneInfo("America/Denver")
 EVIL = "</script><script>alert(1)</script> <img src=x onerror=alert(2)> 'q' \"dq\" & https://evil.example/a"
@@ -82,7 +82,7 @@ def test_report_dir_default_env_and_rejected_codes(monkeypatch: pytest.MonkeyPat
 
 
 def test_month_bounds_roll_over_the_year_in_local_time() -> None:
-    start, end = dq_report._month_bounds(2024, 12, ZONE)
+    start, end = dq_report.month_bounds(2024, 12, ZONE)
     assert (start.year, start.month, end.year, end.month) == (2024, 12, 2025, 1)
     assert start.utcoffset() == ZONE.utcoffset(datetime(2024, 12, 1))
 

@@ -15,10 +15,10 @@ from portal_sync.explain import (
     _hidden_because,
     _ineligible,
     explain,
-    format_explanation,
     next_run_due,
     normalize_number,
 )
+from portal_sync.reporting.text import format_explanation
 
 # Nothing listens here: an answer that needed the database would fail to connect.
 NO_DB = "postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=1"

@@ -1,4 +1,4 @@
-"""SQLite reads inline their parameters as literals (extract.sqlite_literal_sql)."""
+"""SQLite reads inline their parameters as literals (source.sqlite.literal_sql)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from portal_sync.extract import sqlite_literal_sql
+from portal_sync.source.sqlite import literal_sql as sqlite_literal_sql
 
 
 def test_each_marker_takes_its_parameter_in_order_as_a_quoted_literal():

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, source_timestamp_text
+from portal_sync.windows import Window, local_bounds, plan_window, reconcile_due, whole_seconds
 
 DENVER = ZoneInfo("America/Denver")
 LOOK_BACK = timedelta(minutes=30)
@@ -74,11 +74,11 @@ def test_consecutive_windows_across_the_autumn_change_leave_no_local_gap():
         minute += timedelta(minutes=1)
 
 
-def test_timestamp_text_floors_start_and_ceils_end():
+def test_whole_seconds_floors_start_and_ceils_end():
     value = datetime(2026, 1, 2, 3, 4, 5, 678000)
-    assert source_timestamp_text(value) == "2026-01-02 03:04:05"
-    assert source_timestamp_text(value, round_up=True) == "2026-01-02 03:04:06"
-    assert source_timestamp_text(datetime(2026, 1, 2, 3, 4, 5), round_up=True) == "2026-01-02 03:04:05"
+    assert whole_seconds(value) == datetime(2026, 1, 2, 3, 4, 5)
+    assert whole_seconds(value, round_up=True) == datetime(2026, 1, 2, 3, 4, 6)
+    assert whole_seconds(datetime(2026, 1, 2, 3, 4, 5), round_up=True) == datetime(2026, 1, 2, 3, 4, 5)
 
 
 def test_reconcile_is_due_when_its_local_tick_falls_in_the_window():
