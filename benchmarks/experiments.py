@@ -17,9 +17,9 @@ read, and on the whole check, beside a scan with none (``--source sqlite`` only)
 also the ledger read over ODBC one layer at a time: bare columns, text columns as computed expressions,
 the product's clipped text, the product's whole checked select.
 
-``validate``: the ledger staged once per repetition, then its rules run three ways: the product's
-SQL (one INSERT ... SELECT per rule, use_gx=False), the product's default (Great Expectations, then
-the same SQL) and every rule in one scan (CROSS JOIN LATERAL (VALUES ...)); the findings must agree.
+``validate``: the ledger staged once per repetition, then its rules run two ways: the product's
+SQL (use_gx=False) and the product's default (Great Expectations, then the same SQL); the findings
+must agree.
 
 ``publish``: the ledger staged once per repetition, then published into an empty portal.charges by the
 product's merge_dataset, by its projection plus a plain INSERT, and by one INSERT ... SELECT of the
@@ -30,7 +30,7 @@ tasks.publish_ledger); each variant's WAL volume and checkpoints are recorded be
 
 ``reconcile``: the publish of a reconciliation alone, on a loaded and analyzed portal.charges with 1 %
 of its rows altered and 0.5 % of the staged keys removed: the product's merge_dataset, the same with
-a larger work_mem, and the proposed classify-first merge (see tasks.reconcile_ledger).
+a larger work_mem (see tasks.reconcile_ledger).
 """
 
 from __future__ import annotations
@@ -84,14 +84,15 @@ def extract(args) -> dict:
 
 
 def checks(args) -> dict:
-    """Seconds SQLite spends on each column's exactness check of the ledger read (extract._sqlite_ok),
+    """Seconds SQLite spends on each column's exactness check of the ledger read (source.sqlite.SQLite.ok_sql),
     and on the whole ``_unreadable`` expression, each as ``max()`` over the ledger in SQLite itself
     (Python's sqlite3, the library the ODBC driver uses), beside a scan that evaluates no check."""
     import sqlite3
     import time
 
-    from portal_sync import extract as ex
     from portal_sync.datasets import TRANSACTIONS
+    from portal_sync.source.dialect import Dialect
+    from portal_sync.source.sqlite import SQLite
 
     if args.source != "sqlite":
         raise SystemExit("checks: SQLite sources only (other engines' reads have no checks)")
@@ -100,9 +101,10 @@ def checks(args) -> dict:
     path = source.pristine_url.removeprefix("sqlite:///")
     where = TRANSACTIONS.where.format(q='"')
     rows = source.ledger_rows()
-    expressions = {"scan (no check)": ex.quote_ident(TRANSACTIONS.columns[-1].name, '"')}
-    expressions |= {f"{c.name} ({c.kind})": ex._sqlite_ok(c, '"') for c in TRANSACTIONS.columns}
-    expressions["whole _unreadable expression"] = ex._sqlite_unreadable(TRANSACTIONS, '"')
+    sqlite = SQLite()
+    expressions = {"scan (no check)": Dialect().quote_ident(TRANSACTIONS.columns[-1].name)}
+    expressions |= {f"{c.name} ({c.kind})": sqlite.ok_sql(c) for c in TRANSACTIONS.columns}
+    expressions["whole _unreadable expression"] = sqlite.unreadable_sql(TRANSACTIONS)
     runs: dict[str, list[float]] = {}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -130,26 +132,29 @@ def _odbc_layers(odbc: str, repeat: int, runs: dict[str, list[float]]) -> None:
 
     from portal_sync import extract as ex
     from portal_sync.datasets import TRANSACTIONS
+    from portal_sync.source.dialect import UNREADABLE, Dialect
+    from portal_sync.source.sqlite import SQLite
 
-    q, table, where = '"', ex.quote_ident(TRANSACTIONS.table, '"'), TRANSACTIONS.where.format(q='"')
-    names = [ex.quote_ident(c.name, q) for c in TRANSACTIONS.columns]
+    plain, sqlite = Dialect(), SQLite()
+    table, where = plain.quote_ident(TRANSACTIONS.table), TRANSACTIONS.where.format(q=plain.quote)
+    names = [plain.quote_ident(c.name) for c in TRANSACTIONS.columns]
     computed = [n + " || ''" if c.kind in ("text", "char", "money") else n
                 for n, c in zip(names, TRANSACTIONS.columns, strict=True)]
-    clipped = [ex._sqlite_read(c, q) for c in TRANSACTIONS.columns]
+    clipped = [sqlite.column_sql(c) for c in TRANSACTIONS.columns]
     schema = ex.arrow_schema(TRANSACTIONS)
     layers = {  # name: (query, Arrow schema of its result); the first and last are the product's own selects
-        "odbc: bare columns": (ex.select_sql(TRANSACTIONS, q), schema),
+        "odbc: bare columns": (ex.select_sql(TRANSACTIONS, plain), schema),
         "odbc: text columns computed (x || '')": (f"SELECT {', '.join(computed)} FROM {table} WHERE ({where})", schema),
         "odbc: text columns clipped (product)": (f"SELECT {', '.join(clipped)} FROM {table} WHERE ({where})", schema),
-        "odbc: clipped + _unreadable (product)": (ex.select_sql(TRANSACTIONS, q, sqlite_checks=True),
-                                                  schema.append(pa.field(ex.UNREADABLE, pa.string()))),
+        "odbc: clipped + _unreadable (product)": (ex.select_sql(TRANSACTIONS, sqlite),
+                                                  schema.append(pa.field(UNREADABLE, pa.string()))),
     }
     for _ in range(repeat):
         for name, (query, read_schema) in layers.items():
             t0, c0 = time.perf_counter(), time.process_time()
             for _batch in read_arrow_batches_from_odbc(
-                    query=query, connection_string=odbc, batch_size=ex.BATCH_ROWS, max_text_size=4 * ex.SQLITE_TEXT,
-                    max_bytes_per_batch=ex.SQLITE_BATCH_BYTES, map_schema=lambda _s, rs=read_schema: rs):
+                    query=query, connection_string=odbc, batch_size=ex.BATCH_ROWS, **sqlite.reader_options(),
+                    map_schema=lambda _s, rs=read_schema: rs):
                 pass
             runs.setdefault(name, []).append(round(time.perf_counter() - t0, 2))
             log.info("%-32s %6.2f s (CPU %.1f s)", name, runs[name][-1], time.process_time() - c0)
@@ -214,7 +219,7 @@ def reconcile(args) -> dict:
     db = f"cps_bench_exp_{args.preset}"
     url = run.create_db(db)
     migrate(url)
-    variants = ["classify", "product", "product_work_mem"]
+    variants = ["product", "product_work_mem"]
     results: dict = {"ledger_rows": source.ledger_rows(), "runs": []}
     try:
         for _ in range(args.repeat):
@@ -244,7 +249,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch-rows", default="50000,200000")
-    p.add_argument("--modes", default="sql,one_pass,gx", help="validate: which ways to run the rules")
+    p.add_argument("--modes", default="sql,gx", help="validate: which ways to run the rules")
     p.add_argument("--extract-modes", default="serial,prefetch", help="extract: serial, prefetch, split, read, read_split, read_threads, read_since, bare, checks")
     p.add_argument("--odbc-reads", action="store_true", help="checks: also read the ledger over ODBC, layer by layer")
     p.add_argument("--publish-variants", default="product,insert,direct",

@@ -57,8 +57,9 @@ CREATE TABLE {table} (
 
 def ledger_sql(where: str | None = None) -> str:
     from portal_sync.extract import select_sql
+    from portal_sync.source.dialect import Dialect
 
-    return select_sql(LEDGER, '"', where)
+    return select_sql(LEDGER, Dialect(), where)
 
 
 def merge_sql(stage: str, target: str) -> str:
@@ -83,11 +84,11 @@ def _fresh_target(pg_url: str, target: str) -> None:
 
 def _skip_validation(ctx, name: str) -> dict:
     """Stand-in for pipeline.validate_dataset: mark the data set validated, run no check."""
-    from portal_sync import audit
+    from portal_sync.store import runs
 
     with ctx.portal() as conn:
-        audit.update_dataset(conn, ctx.run_key, name, phase="validated", rows_refused=0, rows_warned=0,
-                             validate_seconds=0, error=None)
+        runs.update_dataset(conn, ctx.run_key, name, phase="validated", rows_refused=0, rows_warned=0,
+                            validate_seconds=0, error=None)
     return {}
 
 
@@ -200,10 +201,11 @@ def _arrow_read(source_odbc: str, extract, where: str | None, batch_rows: int) -
     from arrow_odbc import read_arrow_batches_from_odbc
 
     from portal_sync.extract import arrow_schema, select_sql
+    from portal_sync.source.dialect import Dialect
 
     schema = arrow_schema(extract)
     reader = read_arrow_batches_from_odbc(
-        query=select_sql(extract, '"', where), connection_string=source_odbc, batch_size=batch_rows,
+        query=select_sql(extract, Dialect(), where), connection_string=source_odbc, batch_size=batch_rows,
         max_text_size=4000, map_schema=lambda _driver_schema: schema,
     )
     rows = batches = 0
@@ -233,10 +235,11 @@ def make_copy_file(source_odbc: str, pg_url: str, path: str, where: str | None =
     from arrow_odbc import read_arrow_batches_from_odbc
 
     from portal_sync.extract import arrow_schema, select_sql
+    from portal_sync.source.dialect import Dialect
 
     schema = arrow_schema(LEDGER)
     batches = read_arrow_batches_from_odbc(
-        query=select_sql(LEDGER, '"', where), connection_string=source_odbc, batch_size=50_000,
+        query=select_sql(LEDGER, Dialect(), where), connection_string=source_odbc, batch_size=50_000,
         max_text_size=4000, map_schema=lambda _driver_schema: schema)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
@@ -294,44 +297,44 @@ def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows
                  where: str | None = None, since_days: int = 400) -> dict:
     """The ledger's extract alone (portal_sync.extract.read_batches into stage.load_batches, then
     stage.finish_table): ``serial`` one read in this process, ``prefetch`` the read prefetched in a thread,
-    ``split`` two rowid ranges read by child processes (split_read.read_all, the product's path for a big
+    ``split`` two rowid ranges read by child processes (extract.read_extract, the product's path for a big
     SQLite read); ``read``, ``read_split``, ``read_threads``: the read alone, discarded, in one stream, in
     two child processes, in two threads of this process (to set against ceiling_read, the bare query);
     ``read_since``: the read alone of the lines dated within ``since_days``, the date a bound parameter as
-    in a ranged reconciliation (pipeline.primary_reads), to watch the reader's memory."""
+    in a ranged reconciliation (plan.primary_reads), to watch the reader's memory."""
     import itertools
 
-    from portal_sync import stage
-    from portal_sync.extract import ExtractStats, read_batches
-    from portal_sync.split_read import read_all, split_read
+    from portal_sync import source, stage
+    from portal_sync.extract import ExtractStats, read_batches, read_extract
 
     if mode == "read":  # the product's read alone (its query and conversions), discarded
-        rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where))
+        rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, batch_rows=batch_rows, where=where))
         return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
     if mode == "read_since":
         from datetime import date, timedelta
 
         from portal_sync.datasets import DATASETS
-        from portal_sync.extract import quote_ident
 
-        since = (date.today() - timedelta(days=since_days)).isoformat()
-        column = quote_ident(DATASETS["charges"].reconcile_date_column, '"')
-        rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows,
+        dialect = source.dialect_of(source_odbc)
+        since = dialect.date_param(date.today() - timedelta(days=since_days))
+        column = dialect.quote_ident(DATASETS["charges"].reconcile_date_column)
+        rows = sum(b.num_rows for b in read_batches(source_odbc, LEDGER, batch_rows=batch_rows,
                                                     where=f"{column} >= ?", parameters=[since]))
         return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
     if mode == "read_split":  # the product's read as it runs now: two rowid ranges in two child processes
-        rows = sum(b.num_rows for b in read_all(source_odbc, LEDGER, '"', [(where, None)], stats=ExtractStats(),
+        rows = sum(b.num_rows for b in read_extract(source_odbc, LEDGER, [(where, None)], stats=ExtractStats(),
                                                 streams=2))
         return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
     if mode == "read_threads":  # the same two ranges read in two threads of this process (ADR 0008)
         counted: list[int] = []
 
         def read_range(piece) -> None:
-            counted.append(sum(b.num_rows for b in read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows,
+            counted.append(sum(b.num_rows for b in read_batches(source_odbc, LEDGER, batch_rows=batch_rows,
                                                                 where=piece[0], parameters=piece[1])))
 
         threads = [threading.Thread(target=read_range, args=(piece,))
-                   for piece in split_read(source_odbc, LEDGER, '"', (where, None), streams=2, min_rows=1)]
+                   for piece in source.dialect_of(source_odbc).split(
+                       lambda: source.connect(source_odbc), LEDGER, (where, None), 2, min_rows=1)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -342,9 +345,9 @@ def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows
         conn.execute("CREATE SCHEMA IF NOT EXISTS stage")
         stage.create_table(conn, table, LEDGER)
     if mode == "split":  # read_split into the staging COPY, as the product's extract does
-        batches = read_all(source_odbc, LEDGER, '"', [(where, None)], stats=ExtractStats(), streams=2)
+        batches = read_extract(source_odbc, LEDGER, [(where, None)], stats=ExtractStats(), streams=2)
     else:
-        batches = read_batches(source_odbc, LEDGER, '"', batch_rows=batch_rows, where=where)
+        batches = read_batches(source_odbc, LEDGER, batch_rows=batch_rows, where=where)
     if mode == "prefetch":
         batches = _prefetched(batches)
     t0 = time.perf_counter()
@@ -362,29 +365,28 @@ def stage_ledger(source_odbc: str, pg_url: str, mode: str = "serial", batch_rows
 def validate_ledger(source_odbc: str, pg_url: str, modes: list[str], where: str | None = None) -> dict:
     """Stage the ledger (and the customer keys its orphan rule needs) once, then time its validation:
     ``sql`` (validate_staged with use_gx=False: one INSERT ... SELECT per rule, the product's own SQL),
-    ``gx`` (validate_staged with use_gx=True, the product's default) and ``one_pass`` (the same rules and
-    reasons in ONE scan of the staged table: the rows where any rule fails, then per rule for those only).
+    and ``gx`` (validate_staged with use_gx=True, the product's default). (Round 2's ``one_pass`` variant, a
+    copy of the rules in one scan, is how the product records failing rows now.)
     ``pg_url`` must be a migrated portal database (sync.run_findings)."""
     from portal_sync import validate
     from portal_sync.config import Quality
     from portal_sync.datasets import CHARGES
-    from portal_sync.extract import ROW_ID
+    from portal_sync.rules import rules_for
+    from portal_sync.store import quality, runs
 
     run_key = "bench_validate"
     tables = {}
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("DELETE FROM sync.runs WHERE run_key = %s", (run_key,))
-        conn.execute("INSERT INTO sync.runs (run_key, community_code, datasets) VALUES (%s, 'BENCH', '{charges}')",
-                     (run_key,))
+        runs.start_run(conn, run_key, "BENCH", run_key, ["charges"])
         for extract in CHARGES.extracts:
             table = f"bench_validate__{extract.name}"
             _load_extract(source_odbc, pg_url, conn, table, extract, where if extract is CHARGES.primary else None)
             tables[extract.name] = table
         rows = conn.execute(f'SELECT count(*) FROM stage."{tables["transactions"]}"').fetchone()[0]
-        rules = validate.rules_for(CHARGES, Quality())
+        rules = rules_for(CHARGES, Quality())
         seconds, counts = {}, {}
         for mode in modes:
-            conn.execute("DELETE FROM sync.run_findings WHERE run_key = %s", (run_key,))
+            quality.clear_findings(conn, run_key, "charges")
             t0 = time.perf_counter()
             if mode in ("sql", "gx"):
                 outcomes = validate.validate_staged(conn, pg_url=pg_url, run_key=run_key, community="BENCH",
@@ -392,23 +394,7 @@ def validate_ledger(source_odbc: str, pg_url: str, modes: list[str], where: str 
                                                     use_gx=(mode == "gx"))
                 counts[mode] = {o.rule: o.failing_rows for o in outcomes}
             else:
-                key_text = " || '|' || ".join(f'coalesce(s."{k}"::text, \'NULL\')' for k in CHARGES.primary.key)
-                values = ", ".join(
-                    f"('{r.name}', '{r.severity}', CASE WHEN ({validate.render(r.bad_rows_where, tables)}) "
-                    f"THEN {validate.render(r.reason, tables)} END)" for r in rules if r.severity != "ignore")
-                # One scan: a row is a candidate when any rule fails (OR of the predicates, most rows have none);
-                # only the candidates go through the per-rule VALUES that names each failing rule and reason.
-                any_bad = " OR ".join(f"({validate.render(r.bad_rows_where, tables)})" for r in rules
-                                      if r.severity != "ignore")
-                conn.execute(
-                    "INSERT INTO sync.run_findings (run_key, community_code, dataset, row_id, row_key, rule, severity,"
-                    f" reason) SELECT %s, 'BENCH', 'charges', s.\"{ROW_ID}\", {key_text}, r.rule, r.severity, r.reason"
-                    f' FROM (SELECT * FROM stage."{tables["transactions"]}" s WHERE {any_bad}) s'
-                    f" CROSS JOIN LATERAL (VALUES {values}) AS r(rule, severity, reason) WHERE r.reason IS NOT NULL",
-                    (run_key,))
-                counts[mode] = dict(conn.execute(
-                    "SELECT rule, count(*) FROM sync.run_findings WHERE run_key = %s GROUP BY rule",
-                    (run_key,)).fetchall())
+                raise ValueError(f"validate mode {mode!r}: sql or gx")
             seconds[mode] = round(time.perf_counter() - t0, 2)
         conn.execute("DELETE FROM sync.runs WHERE run_key = %s", (run_key,))
         for table in tables.values():
@@ -420,20 +406,14 @@ def _load_extract(source_odbc: str, pg_url: str, conn, table: str, extract, wher
     """Stage one extract as the product does: create, read_batches -> stage.load_batches, finish_table."""
     import itertools
 
-    import pyarrow as pa
-
     from portal_sync import extract as extract_module
     from portal_sync import stage
 
     stage.create_table(conn, table, extract)
-    batches = extract_module.read_batches(source_odbc, extract, '"', where=where)
+    batches = extract_module.read_batches(source_odbc, extract, where=where)
     first = next(batches, None)
     if first is None:  # an empty extract (no period close yet): the staged columns, no rows
-        if hasattr(extract_module, "staged_schema"):
-            schema = extract_module.staged_schema(extract)
-        else:
-            schema = pa.schema([pa.field(extract_module.ROW_ID, pa.int64()), *extract_module.arrow_schema(extract)])
-        stage.load_batches(pg_url, table, schema, iter(()))
+        stage.load_batches(pg_url, table, extract_module.staged_schema(extract), iter(()))
     else:
         stage.load_batches(pg_url, table, first.schema, itertools.chain([first], batches))
     stage.finish_table(conn, table, extract)
@@ -525,26 +505,26 @@ def _publish_variant(conn, pg_url: str, variant: str, tables: dict, args: dict, 
                                   enabled=DATASET_NAMES, guard=publish.DeleteGuard())
         elif variant == "insert":
             conn.execute("CREATE TEMP TABLE _publish_charges ON COMMIT DROP AS "
-                         + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                         + publish.projection_sql(CHARGES, tables, None, "full"), args)
             conn.execute(f"INSERT INTO portal.charges ({cols}) SELECT {cols} FROM _publish_charges")
         elif variant == "direct":
             conn.execute(f"INSERT INTO portal.charges ({cols}) "
-                         + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                         + publish.projection_sql(CHARGES, tables, None, "full"), args)
         elif variant == "partition":
             conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
             conn.execute("CREATE TABLE bench_part.charges_bench (LIKE portal.charges INCLUDING DEFAULTS,"
                          " CHECK (community_code = 'BENCH'))")
             conn.execute(f"INSERT INTO bench_part.charges_bench ({cols}) "
-                         + publish._projection_sql(CHARGES, tables, None, "full"), args)
+                         + publish.projection_sql(CHARGES, tables, None, "full"), args)
             # ATTACH builds the parent's indexes (portal.charges' own, copied) on the loaded rows
             conn.execute("ALTER TABLE bench_part.charges ATTACH PARTITION bench_part.charges_bench"
                          " FOR VALUES IN ('BENCH')")
         elif variant == "sorted":
             conn.execute(f"INSERT INTO portal.charges ({cols}) SELECT {cols} FROM ("
-                         + publish._projection_sql(CHARGES, tables, None, "full")
+                         + publish.projection_sql(CHARGES, tables, None, "full")
                          + ') p ORDER BY p."charge_id"', args)
         elif variant in ("copy", "copy_sorted"):
-            _relay_copy(pg_url, conn, publish._projection_sql(CHARGES, tables, None, "full"), args,
+            _relay_copy(pg_url, conn, publish.projection_sql(CHARGES, tables, None, "full"), args,
                         (*CHARGES.portal_columns, "source_read_at"),
                         ' ORDER BY p."charge_id"' if variant == "copy_sorted" else "")
         else:
@@ -579,9 +559,8 @@ def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_me
     and analyzed, then 1 % of its rows altered (the merge must put them back) and 0.5 % of the staged keys
     removed (the merge must tombstone them). Each variant runs in a transaction that is rolled back, so all
     start from the same state:
-    ``product``: publish.merge_dataset(mode reconcile); ``product_work_mem``: the same with SET LOCAL work_mem;
-    ``classify``: the proposed merge: one join of the projection with the target keeps only new, changed or
-    tombstoned rows, the upsert runs on those; the doomed keys come from one anti-join and are updated by key."""
+    ``product``: publish.merge_dataset(mode reconcile); ``product_work_mem``: the same with SET LOCAL work_mem.
+    (Round 3's ``classify`` variant, a copy of the merge that was then adopted, is the product's merge now.)"""
     from datetime import UTC, datetime
 
     from portal_sync import publish
@@ -599,7 +578,7 @@ def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_me
         tables["transaction_keys"] = keys
         conn.execute("TRUNCATE portal.charges")
         with conn.transaction():
-            conn.execute(f"INSERT INTO portal.charges ({cols}) " + publish._projection_sql(ds, tables, None, "full"),
+            conn.execute(f"INSERT INTO portal.charges ({cols}) " + publish.projection_sql(ds, tables, None, "full"),
                          {**args, "read_at": datetime(2026, 1, 1, tzinfo=UTC)})
         conn.execute("UPDATE portal.charges SET description = description || ' (old)'"
                      " WHERE charge_id - (charge_id / 100) * 100 = 7")
@@ -622,9 +601,6 @@ def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_me
                                                   enabled=DATASET_NAMES, guard=guard)
                         counts[variant] = {"inserted": c.inserted, "updated": c.updated, "deleted": c.deleted,
                                            "archived": c.archived, "unchanged": c.unchanged}
-                    elif variant == "classify":
-                        conn.execute(f"SET LOCAL work_mem = '{work_mem}'")
-                        counts[variant] = _classify_merge(conn, ds, tables, args, cols)
                     else:
                         raise ValueError(variant)
                     seconds[variant] = round(time.perf_counter() - t0, 2)
@@ -641,71 +617,26 @@ class _Rollback(Exception):
     pass
 
 
-def _classify_merge(conn, ds, tables: dict, args: dict, cols: str) -> dict:
-    """The proposed reconcile merge for the ledger (archive_or_soft tombstones, no version column)."""
-    from portal_sync import publish
-
-    value_cols = [c for c in ds.projection if c not in ds.key]
-    vals_t = ", ".join(f't."{c}"' for c in value_cols)
-    vals_p = ", ".join(f'p."{c}"' for c in value_cols)
-    conn.execute('CREATE TEMP TABLE "_publish_charges" ON COMMIT DROP AS '
-                 + publish._projection_sql(ds, tables, None, "reconcile"), args)
-    # One join: keep the rows the upsert has work for (new, changed, or coming back from a tombstone).
-    conn.execute(
-        'CREATE TEMP TABLE "_publish_charges_todo" ON COMMIT DROP AS SELECT p.* FROM "_publish_charges" p'
-        " LEFT JOIN portal.charges t ON t.community_code = p.community_code AND t.charge_id = p.charge_id"
-        f" WHERE t.charge_id IS NULL OR ({vals_t}) IS DISTINCT FROM ({vals_p})"
-        " OR t.deleted_at IS NOT NULL OR t.archived_at IS NOT NULL")
-    conn.execute('ANALYZE "_publish_charges_todo"')
-    sets = ", ".join([f'"{c}" = EXCLUDED."{c}"' for c in (*value_cols, "source_read_at")]
-                     + ["deleted_at = NULL", "archived_at = NULL"])
-    excluded = ", ".join(f'EXCLUDED."{c}"' for c in value_cols)
-    upserted = conn.execute(
-        f'INSERT INTO portal.charges AS t ({cols}) SELECT {cols} FROM "_publish_charges_todo"'
-        f" ON CONFLICT (community_code, charge_id) DO UPDATE SET {sets}"
-        f" WHERE (({vals_t}) IS DISTINCT FROM ({excluded}) OR t.deleted_at IS NOT NULL OR t.archived_at IS NOT NULL)"
-        " AND (t.source_read_at IS NULL OR EXCLUDED.source_read_at >= t.source_read_at)").rowcount
-    # VOIDs naming older lines (as the product does outside full mode).
-    conn.execute(publish._render(
-        "UPDATE portal.charges t SET voided = true WHERE t.community_code = %(community)s AND NOT t.voided"
-        ' AND t.charge_id IN (SELECT s."VoidsTransactionID" FROM {transactions} s WHERE s."TransactionType" = \'VOID\')',
-        tables), args)
-    # One anti-join finds the doomed keys; the updates then go by key.
-    conn.execute(publish._render(
-        'CREATE TEMP TABLE "_publish_charges_gone" ON COMMIT DROP AS SELECT t.charge_id, t.transaction_date'
-        " FROM portal.charges t WHERE t.community_code = %(community)s AND t.deleted_at IS NULL"
-        " AND t.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM {transaction_keys} s"
-        ' WHERE s."TransactionID" = t.charge_id)', tables), args)
-    purge = publish._render('(SELECT max("PurgeBefore") FROM {period_closes})', tables)
-    archived = conn.execute(
-        f'UPDATE portal.charges t SET archived_at = now(), source_read_at = %(read_at)s FROM "_publish_charges_gone" g'
-        f" WHERE t.community_code = %(community)s AND t.charge_id = g.charge_id AND g.transaction_date < {purge}",
-        args).rowcount
-    deleted = conn.execute(
-        f'UPDATE portal.charges t SET deleted_at = now(), source_read_at = %(read_at)s FROM "_publish_charges_gone" g'
-        f" WHERE t.community_code = %(community)s AND t.charge_id = g.charge_id"
-        f" AND NOT coalesce(g.transaction_date < {purge}, false)", args).rowcount
-    return {"upserted": upserted, "deleted": deleted, "archived": archived}
-
-
 def read_checked_query(source_odbc: str, batch_rows: int = 50_000, part: str = "all") -> dict:
-    """SQLite sources: the product's checked query (select_sql(..., sqlite_checks=True), with its buffer
+    """SQLite sources: the product's checked query (select_sql(..., SQLite()), with its buffer
     settings) read by arrow-odbc and discarded, without read_batches' Arrow post-processing (NUL marking,
     row ids): splits the cost of the value checks between SQLite and Arrow."""
     import pyarrow as pa
     from arrow_odbc import read_arrow_batches_from_odbc
 
     from portal_sync import extract as ex
+    from portal_sync.source.dialect import UNREADABLE
+    from portal_sync.source.sqlite import SQLite
 
-    schema = pa.schema([*ex.arrow_schema(LEDGER), pa.field(ex.UNREADABLE, pa.string())])
-    query = ex.select_sql(LEDGER, '"', sqlite_checks=True)
+    sqlite = SQLite()
+    schema = pa.schema([*ex.arrow_schema(LEDGER), pa.field(UNREADABLE, pa.string())])
+    query = ex.select_sql(LEDGER, sqlite)
     if part == "clip":  # only the clipped text columns (CASE expressions), without the _unreadable column
         schema = ex.arrow_schema(LEDGER)
-        query = (f"SELECT {', '.join(ex._sqlite_read(c, chr(34)) for c in LEDGER.columns)} FROM \"{LEDGER.table}\""
-                 f" WHERE {LEDGER.where.format(q=chr(34))}")
+        query = (f"SELECT {', '.join(sqlite.column_sql(c) for c in LEDGER.columns)} FROM {sqlite.quote_ident(LEDGER.table)}"
+                 f" WHERE {LEDGER.where.format(q=sqlite.quote)}")
     reader = read_arrow_batches_from_odbc(
-        query=query, connection_string=source_odbc, batch_size=batch_rows,
-        max_text_size=4 * ex.SQLITE_TEXT, max_bytes_per_batch=ex.SQLITE_BATCH_BYTES,
+        query=query, connection_string=source_odbc, batch_size=batch_rows, **sqlite.reader_options(),
         map_schema=lambda _driver_schema: schema)
     rows = sum(b.num_rows for b in reader)
     return {"rows": rows, "load_seconds": 0.0, "finish_seconds": 0.0}
