@@ -11,12 +11,13 @@ it, so the configuration can check its severity keys against ``known_checks``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from portal_sync.datasets import DATASETS, DEFAULT_MAX_AMOUNT, Dataset
+from portal_sync.datasets import DATASETS, DEFAULT_MAX_AMOUNT, Dataset, SourceColumn
 from portal_sync.extract import ROW_ID, UNREADABLE
 from portal_sync.sqltext import quote_pg_ident as _q
 from portal_sync.sqltext import sql_literal as _lit
@@ -98,6 +99,16 @@ def mask_regex(mask: str) -> str:
     return "^" + "".join("[0-9]" if ch == "#" else ("\\" + ch if not ch.isalnum() else ch) for ch in mask) + "$"
 
 
+def _per_column_rule(name: str, description: str, columns: Sequence[SourceColumn], *,
+                     bad: Callable[[SourceColumn], str], detail: Callable[[SourceColumn], str], prefix: str) -> Rule:
+    """A rule over several columns: the row fails when any column is bad, and the reason names each bad one."""
+    return Rule(
+        name, description,
+        " OR ".join(f"({bad(c)})" for c in columns),
+        f"concat({_lit(prefix)}, " + ", ".join(f"CASE WHEN {bad(c)} THEN {detail(c)} END" for c in columns) + ")",
+    )
+
+
 def _integrity_rules(dataset: Dataset) -> list[Rule]:
     primary = dataset.primary
     key_cols = primary.key
@@ -142,37 +153,21 @@ def _integrity_rules(dataset: Dataset) -> list[Rule]:
         )
     money = [c for c in primary.columns if c.kind == "money"]
     if money:
-        rules.append(
-            Rule(
-                "money_exact",
-                "money is an exact amount with at most two decimals inside numeric(12,2)",
-                " OR ".join(f"(s.{_q(c.name)} IS NOT NULL AND NOT sync.is_money(s.{_q(c.name)}))" for c in money),
-                "concat('not an exact 2-place amount:', "
-                + ", ".join(
-                    f"CASE WHEN s.{_q(c.name)} IS NOT NULL AND NOT sync.is_money(s.{_q(c.name)}) "
-                    f"THEN concat(' ', {_lit(c.name)}, '=', s.{_q(c.name)}) END"
-                    for c in money
-                )
-                + ")",
-            )
-        )
+        rules.append(_per_column_rule(
+            "money_exact", "money is an exact amount with at most two decimals inside numeric(12,2)", money,
+            bad=lambda c: f"s.{_q(c.name)} IS NOT NULL AND NOT sync.is_money(s.{_q(c.name)})",
+            detail=lambda c: f"concat(' ', {_lit(c.name)}, '=', s.{_q(c.name)})",
+            prefix="not an exact 2-place amount:",
+        ))
     sized = [c for c in primary.columns if c.kind in ("text", "char") and c.length]
     if sized:
-        rules.append(
-            Rule(
-                "text_length",
-                "text fits its declared length (a longer value would have to be cut to publish)",
-                " OR ".join(f"char_length(s.{_q(c.name)}) > {c.length}" for c in sized),
-                "concat('longer than declared:', "
-                + ", ".join(
-                    f"CASE WHEN char_length(s.{_q(c.name)}) > {c.length} THEN concat(' ', {_lit(c.name)}, ' has ', "
-                    f"char_length(s.{_q(c.name)}), ' characters (declared {c.length}): ', "
-                    f"left(s.{_q(c.name)}, 30), '...') END"
-                    for c in sized
-                )
-                + ")",
-            )
-        )
+        rules.append(_per_column_rule(
+            "text_length", "text fits its declared length (a longer value would have to be cut to publish)", sized,
+            bad=lambda c: f"char_length(s.{_q(c.name)}) > {c.length}",
+            detail=lambda c: (f"concat(' ', {_lit(c.name)}, ' has ', char_length(s.{_q(c.name)}),"
+                              f" ' characters (declared {c.length}): ', left(s.{_q(c.name)}, 30), '...')"),
+            prefix="longer than declared:",
+        ))
     stamps = [c for c in primary.columns if c.kind == "datetime"]
     if stamps:
         # A local time converts to an instant in the community's zone (offsets lie within a day):
