@@ -4,7 +4,8 @@ bound values, and the SQL and parameters a SQL Server source gets for a window a
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import pyodbc
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from portal_sync import source
 from portal_sync.datasets import DATASETS, Dataset
 from portal_sync.extract import Read, select_sql
+from portal_sync.plan import DatasetPlan, primary_reads
 from portal_sync.source import Dialect, dialect_named, dialect_of
 from portal_sync.source.mariadb import MariaDB
 from portal_sync.source.postgresql import PostgreSQL
@@ -23,16 +25,25 @@ CHARGES_COLUMNS = ('"TransactionID", "CustomerID", "TransactionType", "ServiceCo
                    ' "TransactionDate", "InputDate", "DueDate", "Period", "ReferenceNumber", "VoidsTransactionID"')
 
 
-# The primary extract's reads as the pipeline builds them (pipeline.primary_reads), over a dialect.
+ZONE = ZoneInfo("America/Denver")  # UTC-7 in early March and early November
+
+
+def _utc(local: datetime) -> datetime:
+    return local.replace(tzinfo=ZONE).astimezone(UTC)
+
+
+# The primary extract's reads as the pipeline builds them (plan.primary_reads), over a dialect.
 def window_read(ds: Dataset, dialect: Dialect, start: datetime, end: datetime) -> Read:
-    q = dialect.quote_ident
-    where = " OR ".join(f"({q(c)} >= ? AND {q(c)} < ?)" for c in ds.signals)
-    return f"({where})", [dialect.timestamp_param(start), dialect.timestamp_param(end)] * len(ds.signals)
+    """The one read of a window whose local bounds are ``start`` .. ``end`` (naive Denver times)."""
+    plan = DatasetPlan(ds.name, "window", _utc(start), _utc(end))
+    [read] = primary_reads(ds, plan, ZONE, [], dialect)
+    return read
 
 
 def reconcile_read(ds: Dataset, dialect: Dialect, since: date) -> Read:
-    assert ds.reconcile_date_column is not None
-    return f"({dialect.quote_ident(ds.reconcile_date_column)} >= ?)", [dialect.date_param(since)]
+    plan = DatasetPlan(ds.name, "reconcile", _utc(datetime.combine(since, time(12))), _utc(datetime(2026, 12, 1)))
+    [read] = primary_reads(ds, plan, ZONE, [], dialect)
+    return read
 
 
 @pytest.mark.parametrize(("name", "engine", "quote"), [
@@ -95,7 +106,8 @@ def test_a_date_bound_must_be_a_date():
 def test_sql_server_window_read_of_charges_sends_iso_8601_bounds_with_t():
     """'2026-03-05 01:00:00' would be read as 3 May under a British, French or German login."""
     dialect = SqlServer()
-    where, parameters = window_read(CHARGES, dialect, datetime(2026, 3, 5, 1, 0, 0), datetime(2026, 3, 5, 2, 5, 1))
+    where, parameters = window_read(CHARGES, dialect, datetime(2026, 3, 5, 1, 0, 0),
+                                   datetime(2026, 3, 5, 2, 5, 0, 500_000))  # the end is ceiled
     assert select_sql(CHARGES.primary, dialect, where) == (
         f'SELECT {CHARGES_COLUMNS} FROM "UB_Transaction"'
         ' WHERE ("TransactionType" <> \'PMT\') AND ((("InputDate" >= ? AND "InputDate" < ?)))')
@@ -108,7 +120,9 @@ def test_sql_server_window_over_two_signals_binds_each_pair_in_order():
     dialect = SqlServer()
     where, parameters = window_read(payments, dialect, datetime(2026, 11, 1, 1, 0), datetime(2026, 11, 1, 3, 0))
     assert where == '(("InputDate" >= ? AND "InputDate" < ?) OR ("StatusDate" >= ? AND "StatusDate" < ?))'
-    assert parameters == ["2026-11-01T01:00:00", "2026-11-01T03:00:00"] * 2
+    # 2026-11-01 is Denver's fall-back day: the local bounds widen by the hour the offsets differ
+    # (docs/adr/0004), and each signal's pair carries them in order
+    assert parameters == ["2026-11-01T00:00:00", "2026-11-01T04:00:00"] * 2
 
 
 def test_sql_server_reconciliation_read_of_charges_sends_a_date():
