@@ -207,17 +207,23 @@ class Backend:
             return sql
         return sql.replace("%", "%%").replace("?", "%s")
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement with ``?`` markers; returns the affected row count."""
+    @contextlib.contextmanager
+    def _executed(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """A cursor that has run one statement with ``?`` markers, closed when the caller is done."""
         cur = self.conn.cursor()
         try:
             if params:
                 cur.execute(self._sql(sql, True), tuple(params))
             else:
                 cur.execute(sql)
-            return cur.rowcount
+            yield cur
         finally:
             cur.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement with ``?`` markers; returns the affected row count."""
+        with self._executed(sql, params) as cur:
+            return cur.rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for many parameter rows (batched by the driver)."""
@@ -231,15 +237,8 @@ class Backend:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Run a query with ``?`` markers and return all rows as tuples (driver's own value types)."""
-        cur = self.conn.cursor()
-        try:
-            if params:
-                cur.execute(self._sql(sql, True), tuple(params))
-            else:
-                cur.execute(sql)
+        with self._executed(sql, params) as cur:
             return [tuple(r) for r in cur.fetchall()]
-        finally:
-            cur.close()
 
     def iter_query(self, sql: str, params: Sequence[Any] = (), size: int = 100_000) -> Iterator[list[tuple]]:
         """Yield result rows in chunks (for whole-ledger reads that would not fit as Python tuples)."""
