@@ -208,9 +208,10 @@ class Backend:
         return sql.replace("%", "%%").replace("?", "%s")
 
     @contextlib.contextmanager
-    def _executed(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
-        """A cursor that has run one statement with ``?`` markers, closed when the caller is done."""
-        cur = self.conn.cursor()
+    def _executed(self, sql: str, params: Sequence[Any], cur: Any = None) -> Iterator[Any]:
+        """A cursor (a new plain one by default) that has run one statement with ``?`` markers,
+        closed when the caller is done."""
+        cur = self.conn.cursor() if cur is None else cur
         try:
             if params:
                 cur.execute(self._sql(sql, True), tuple(params))
@@ -251,18 +252,12 @@ class Backend:
             cur = self.conn.cursor(pymysql.cursors.SSCursor)
         else:
             cur = self.conn.cursor()
-        try:
-            if params:
-                cur.execute(self._sql(sql, True), tuple(params))
-            else:
-                cur.execute(sql)
+        with self._executed(sql, params, cur) as cur:
             while True:
                 rows = cur.fetchmany(size)
                 if not rows:
                     break
                 yield [tuple(r) for r in rows]
-        finally:
-            cur.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
