@@ -1,7 +1,9 @@
 """Shared fixtures: a throw-away portal database and simulated Caselle sources.
 
 Every test session gets its own PostgreSQL database (dropped at the end); every
-source a test asks for is created for that test and dropped after it.
+source a test asks for is created for that test and dropped after it. Under pytest-xdist
+(scripts/test.sh runs the suite with ``-n 3 --dist loadgroup``) each worker is a session of
+its own, with its own portal database.
 """
 
 from __future__ import annotations
@@ -30,6 +32,44 @@ def _create_db(name: str) -> str:
 def _drop_db(name: str) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each module whose tests share a module-scoped fixture (a seeded database, a private server,
+    a built source) in one pytest-xdist work unit, so it is built once, not once per worker. Tests that
+    name their own ``xdist_group`` (the Airflow tests) keep it.
+
+    The Airflow tests go first (stable order otherwise): their groups are the longest work units, and
+    with ``--no-loadscope-reorder`` xdist deals units out in collection order, so they start at once
+    and the short tests fill the gaps."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info else ()
+        if any(d[-1].scope in ("module", "package", "class") for d in defs if d):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: item.get_closest_marker("airflow") is None)
+    if getattr(config.option, "loadgroup", False):  # a pytest-xdist worker under --dist loadgroup
+        for item in items:
+            names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                            for m in item.iter_markers("xdist_group")})
+            if names:
+                _suffix_nodeid(item, "@" + "_".join(names))
+
+
+def _suffix_nodeid(item: pytest.Item, suffix: str) -> None:
+    """What pytest-xdist 3.8 does to send an xdist_group to one worker (its scheduler reads the group from
+    the ``@name`` suffix of the test id); its own hook sets ``item._nodeid``, which pytest 9 no longer reads
+    (the id lives in ``item._id``), so every test would be a unit of its own."""
+    if item.nodeid.endswith(suffix):
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # pytest before 9: xdist's own hook works
+        return
+    item._id = coerce_node_id(item.nodeid + suffix)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,35 +1,33 @@
 """End to end through a real Airflow: scheduler, dag processor, API server, LocalExecutor.
 
 A simulated community is synced by triggering its DAG over the REST API; the portal
-must then equal the contract's projection.
+must then equal the contract's projection. It runs on the session's shared Airflow
+(tests/e2e/airflowkit.py), which serves the community declared below.
 """
 
 from __future__ import annotations
-
-import os
 
 import psycopg
 import pytest
 
 from oracle import actual_portal, differences, expected_portal
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 
-PORT = int(os.environ.get("CPS_E2E_AIRFLOW_PORT", "8187"))
 DATASETS = ["accounts", "residents", "charges", "payments", "balances", "assessments"]
+AIRFLOW_COMMUNITIES = [
+    {"code": "E2ETOWN", "name": "End-to-End Town", "caselle_conn_id": "caselle_e2etown",
+     "time_zone": "America/Boise", "schedule": "0 3 * * *", "datasets": DATASETS, "retry_delay_seconds": 2}]
 
 
-def test_a_triggered_run_syncs_the_community_through_airflow(private_airflow, make_source, portal_url):
-    sim = make_source("sqlite", seed=41, org_code="E2ETOWN", org_name="E2E Town", time_zone="America/Boise",
-                      customer_number_mask="##-####")
-    airflow = private_airflow(
-        [{"code": "E2ETOWN", "name": "End-to-End Town", "caselle_conn_id": "caselle_e2etown",
-          "time_zone": "America/Boise", "schedule": "0 3 * * *", "datasets": DATASETS, "retry_delay_seconds": 2}],
-        {"caselle_e2etown": sim.spec.url.removeprefix("sqlite:///")}, PORT)
+def test_a_triggered_run_syncs_the_community_through_airflow(shared_airflow):
+    airflow, portal_url = shared_airflow, shared_airflow.portal_url
+    sim = airflow.make_source("E2ETOWN", seed=41, org_name="E2E Town", time_zone="America/Boise",
+                              customer_number_mask="##-####")
     client = airflow.client
     dag_id = "caselle_sync_e2etown"
     client.wait_for_dag(dag_id)
-    client.set_paused(dag_id, False)
+    airflow.unpause(dag_id)
     run_id = client.trigger(dag_id)
     states = client.wait_for_runs({dag_id: run_id}, timeout=900)
     tasks = client.task_states(dag_id, run_id)

@@ -1,8 +1,8 @@
-"""A backfill on a running scheduler re-syncs the changes of its range and moves no mark backwards."""
+"""A backfill on a running scheduler re-syncs the changes of its range and moves no mark backwards
+(on the session's shared Airflow, tests/e2e/airflowkit.py)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,25 +10,23 @@ import psycopg
 import pytest
 from synctest import local_now
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 
-PORT = int(os.environ.get("CPS_E2E_BACKFILL_PORT", "8189"))
 TZ = "America/Boise"
+AIRFLOW_COMMUNITIES = [
+    # No nightly reconciliation: run between 02:00 and 03:00 local, the backfill's last interval
+    # would hold its 02:00 tick, reconcile, and (rightly) move the marks this test checks stay put.
+    {"code": "BACKFILL", "caselle_conn_id": "caselle_backfill", "time_zone": TZ, "schedule": "0 * * * *",
+     "datasets": ["accounts", "charges", "payments", "balances"], "reconcile_schedule": None}]
 
 
-def test_a_backfill_over_three_intervals_resyncs_the_middle_one_and_leaves_the_marks(
-        private_airflow, make_source, portal_url):
-    sim = make_source("sqlite", seed=43, org_code="BACKFILL", org_name="Backfill Town", time_zone=TZ,
-                      customer_number_mask="###-###", start=local_now(TZ))
-    airflow = private_airflow(
-        # No nightly reconciliation: run between 02:00 and 03:00 local, the backfill's last interval
-        # would hold its 02:00 tick, reconcile, and (rightly) move the marks this test checks stay put.
-        [{"code": "BACKFILL", "caselle_conn_id": "caselle_backfill", "time_zone": TZ, "schedule": "0 * * * *",
-          "datasets": ["accounts", "charges", "payments", "balances"], "reconcile_schedule": None}],
-        {"caselle_backfill": sim.spec.url.removeprefix("sqlite:///")}, PORT)
+def test_a_backfill_over_three_intervals_resyncs_the_middle_one_and_leaves_the_marks(shared_airflow):
+    airflow, portal_url = shared_airflow, shared_airflow.portal_url
+    sim = airflow.make_source("BACKFILL", seed=43, org_name="Backfill Town", time_zone=TZ,
+                              customer_number_mask="###-###", start=local_now(TZ))
     client, dag_id = airflow.client, "caselle_sync_backfill"
     client.wait_for_dag(dag_id)
-    client.set_paused(dag_id, False)  # the scheduler starts the latest interval's run: a first, full sync
+    airflow.unpause(dag_id)  # the scheduler starts the latest interval's run: a first, full sync
     runs = client.wait_until_idle(dag_id)
     assert all(r["state"] == "success" for r in runs), runs
     with psycopg.connect(portal_url) as conn:

@@ -24,7 +24,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+# Its own group: under pytest-xdist it runs beside the shared Airflow's tests (its ports differ).
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("celery")]
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = int(os.environ.get("CPS_E2E_CELERY_PORT", "8190"))
@@ -78,11 +79,6 @@ def portal_dbs() -> Iterator[tuple[str, str]]:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def portal_conn_env(url: str) -> str:
-    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    return f'{{"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "{dbname}"}}'
-
-
 def task_instances(client, dag_id: str, run_id: str) -> list[dict]:
     path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100"
     return client._request("GET", path)["task_instances"]
@@ -93,10 +89,9 @@ def sync_once(private_airflow, source_path: str, portal_url: str, extra_env: dic
     community = {"code": CODE, "name": "Celery Town", "caselle_conn_id": "caselle_celerytwn", "time_zone": TZ,
                  # no scheduled run: unpausing must not start one next to the triggered run
                  "start_date": "2099-01-01", "schedule": "0 3 * * *", "datasets": DATASETS}
-    env = {"AIRFLOW_CONN_PORTAL_DB": portal_conn_env(portal_url),
-           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(LOG_PORT),
+    env = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(LOG_PORT),
            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(LOG_PORT + 2), **extra_env}
-    airflow = private_airflow([community], {"caselle_celerytwn": source_path}, PORT, extra_env=env)
+    airflow = private_airflow([community], {"caselle_celerytwn": source_path}, PORT, portal_url, extra_env=env)
     client = airflow.client
     client.wait_for_dag(DAG_ID)
     client.set_paused(DAG_ID, False)

@@ -3,16 +3,17 @@
 Distinctive passwords are planted in both connections a sync uses (the portal's login, a
 member of the writer group, and the Caselle ODBC connection: SQLite ignores PWD, the
 password still travels in the connection string), and marker values in every sensitive
-Caselle column. After the DAG has run to success, no file of the private Airflow (task and
+Caselle column. After the DAG has run to success, no file of the Airflow (task and
 component logs, configuration), no page of the data-quality report and no row of the portal
 or Airflow metadata databases may contain any of them.
+
+The Airflow is the session's shared one (tests/e2e/airflowkit.py): every component has had both
+passwords in its connections from its start, and every task of every test on it has logged in
+to the portal with the writer's password; the scan covers all of their files.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import threading
 import uuid
 from pathlib import Path
@@ -22,15 +23,14 @@ import pytest
 from psycopg import sql
 
 from caselle_sim.schema import DATE, DATETIME, TABLES
-from portal_sync import roles
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
-
-ROOT = Path(__file__).resolve().parents[2]
-PORT = int(os.environ.get("CPS_E2E_SECRETS_AIRFLOW_PORT", "8193"))
 CODE = "SECRETS"
 DAG_ID = "caselle_sync_secrets"
 CONN_ID = "caselle_secrets"
+CASELLE_PASSWORD = f"Pw-Caselle-{uuid.uuid4()}"
+AIRFLOW_COMMUNITIES = [{"code": CODE, "caselle_conn_id": CONN_ID, "time_zone": "America/Chicago",
+                        "schedule": "0 4 * * *"}]
+AIRFLOW_CONNECTIONS = {CONN_ID: {"login": "caselle_reader", "password": CASELLE_PASSWORD}}
 ISSUE_LIST = {"SSN", "BirthDate", "DriversLicense", "Notes", "DirectPayRouting", "DirectPayAccount",
               "CreditRating", "CollectionCode", "PayerName"}
 SENSITIVE = {t.name: [c for c in t.columns if c.sensitive] for t in TABLES.values() if any(
@@ -104,53 +104,26 @@ class SessionWatch(threading.Thread):
                     (self.dbname,)).fetchall()}
 
 
-@pytest.fixture
-def marked_login(portal_url):
-    """A login of the writer group with a distinctive password; dropped afterwards."""
-    name = f"cps_e2e_secrets_{uuid.uuid4().hex[:8]}"
-    password = f"Pw-Marker-{uuid.uuid4()}"
-    with psycopg.connect(portal_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
-        roles.grant_writer(conn, name)
-    yield name, password
-    with psycopg.connect(portal_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-@pytest.mark.timeout(1800)  # Airflow set-up, a restart and a run, on a shared 2-core machine
-def test_no_password_or_sensitive_value_reaches_logs_reports_or_databases(private_airflow, make_source, portal_url,
-                                                                         marked_login):
+@pytest.mark.airflow
+@pytest.mark.integration
+@pytest.mark.xdist_group("airflow")
+@pytest.mark.timeout(1800)  # a run and a full scan on a shared 2-core machine
+def test_no_password_or_sensitive_value_reaches_logs_reports_or_databases(shared_airflow):
+    airflow, portal_url = shared_airflow, shared_airflow.portal_url
     tag = uuid.uuid4().hex[:10]
-    login, portal_password = marked_login
-    caselle_password = f"Pw-Caselle-{uuid.uuid4()}"
-    sim = make_source("sqlite", seed=23, org_code=CODE, org_name="Secretsville", time_zone="America/Chicago",
-                      customer_number_mask="###-#####-##")
+    login, portal_password = airflow.portal_login, airflow.portal_password
+    caselle_password = CASELLE_PASSWORD
+    sim = airflow.make_source(CODE, seed=23, org_name="Secretsville", time_zone="America/Chicago",
+                              customer_number_mask="###-#####-##")
     markers = _plant_markers(sim, tag)
-    sqlite_path = sim.spec.url.removeprefix("sqlite:///")
-
-    airflow = private_airflow(
-        [{"code": CODE, "caselle_conn_id": CONN_ID, "time_zone": "America/Chicago", "schedule": "0 4 * * *"}],
-        {CONN_ID: sqlite_path}, PORT)
-    # The fixture's connections carry no password: give both theirs, then restart the components
-    # so that every one of them (and the task processes they start) sees the new connections.
     portal = psycopg.conninfo.conninfo_to_dict(portal_url)
-    airflow.env["AIRFLOW_CONN_PORTAL_DB"] = json.dumps({
-        "conn_type": "postgres", "host": portal.get("host", "127.0.0.1"), "port": int(portal.get("port", 5432)),
-        "login": login, "password": portal_password, "schema": portal["dbname"]})
-    airflow.env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps({
-        "conn_type": "odbc", "schema": sqlite_path, "login": "caselle_reader", "password": caselle_password,
-        "extra": {"driver": "SQLite3", "StepAPI": "1"}})
-    subprocess.run([str(ROOT / "scripts" / "airflow-services.sh"), "restart"], env=airflow.env, check=True,
-                   timeout=600, capture_output=True)
 
     client = airflow.client
     client.wait_for_dag(DAG_ID)
     watch = SessionWatch(portal_url, portal["dbname"])
     watch.start()
     try:
-        client.set_paused(DAG_ID, False)
+        airflow.unpause(DAG_ID)
         run_id = client.trigger(DAG_ID)
         states = client.wait_for_runs({DAG_ID: run_id}, timeout=1200)
         assert states[DAG_ID] == "success", client.task_states(DAG_ID, run_id)

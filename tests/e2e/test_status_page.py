@@ -43,7 +43,8 @@ from portal_sync.config import load_config
 from portal_sync.dq_report import build_site
 from portal_sync.migrate import migrate
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+# Its own group: under pytest-xdist it runs beside the shared Airflow's tests (its port differs).
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("status_page")]
 
 ROOT = Path(__file__).resolve().parents[2]
 # the server tests/conftest.py uses, for databases of this module's own

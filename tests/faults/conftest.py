@@ -1,5 +1,6 @@
 """Fixtures of the fault tests: private PostgreSQL and MariaDB servers the tests may stop and kill, a
-town-sized source that makes reads last long enough to strike during them, and the private Airflow.
+town-sized source that makes reads last long enough to strike during them, and the session's shared
+Airflow (tests/e2e/airflowkit.py).
 
 The shared PostgreSQL (5432) and MariaDB (3306) are never stopped: an outage is always
 staged on a private server that this package creates and removes.
@@ -7,7 +8,6 @@ staged on a private server that this package creates and removes.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import uuid
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from faultkit import PrivateMariaDB, PrivatePostgres, build_source
 
-_E2E = Path(__file__).resolve().parents[1] / "e2e" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("cps_e2e_fixtures", _E2E)
-_e2e = sys.modules.setdefault("cps_e2e_fixtures", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(_e2e)
-private_airflow = _e2e.private_airflow  # the shared private-Airflow fixture (tests/e2e/conftest.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from airflowkit import airflow_template, shared_airflow, shared_airflow_instance  # noqa: E402, F401  (tests/e2e's)
 
-FAULT_PG_PORT = int(os.environ.get("CPS_FAULT_PG_PORT", "5499"))
-FAULT_MARIADB_PORT = int(os.environ.get("CPS_FAULT_MARIADB_PORT", "3399"))
+# Under pytest-xdist each worker starts its private servers from its own port (gw0 5499, gw1 5549, ...):
+# two modules that run at once never race for the same free port (_free_port looks 40 ports up).
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+FAULT_PG_PORT = int(os.environ.get("CPS_FAULT_PG_PORT", "5499")) + 50 * _WORKER
+FAULT_MARIADB_PORT = int(os.environ.get("CPS_FAULT_MARIADB_PORT", "3399")) + 50 * _WORKER
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ A real Airflow (scheduler, LocalExecutor, dag processor, API server) runs the co
 test holds an uncommitted row of the last high-water mark the publish writes, so the publish
 waits there with its transaction open and the community's advisory lock held; the test finds the
 PostgreSQL session in pg_stat_activity, the process owning that session's socket (the task process
-the supervisor forked), and kills it with SIGKILL.
+the supervisor forked), and kills it with SIGKILL. The Airflow is the session's shared one
+(tests/e2e/airflowkit.py); this test's community and DAG are its own.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 
@@ -29,13 +29,15 @@ from faultkit import (
 
 from oracle import actual_portal, differences, expected_portal
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 
-PORT = int(os.environ.get("CPS_FAULT_AIRFLOW_PORT", "8194"))
 CODE = "KILLTOWN"
 TZ = "America/Denver"
 DATASETS = ["accounts", "charges", "balances"]
 DAG_ID = "caselle_sync_killtown"
+# Its cron never fires before 2028 (29 February): the only run is the one the test triggers.
+AIRFLOW_COMMUNITIES = [{"code": CODE, "caselle_conn_id": "caselle_killtown", "time_zone": TZ,
+                        "schedule": "0 3 29 2 *", "datasets": DATASETS, "retry_delay_seconds": 10}]
 
 
 def waiting_mark_insert(url: str) -> dict | None:
@@ -54,18 +56,12 @@ def task_instance(client, run_id: str, task_id: str, tries: bool = False) -> dic
                            + ("/tries" if tries else ""))
 
 
-def test_sigkill_of_the_publish_task_process_then_airflow_retries_to_success(private_airflow, make_source,
-                                                                               portal_url):
-    sim = make_source("sqlite", seed=81, org_code=CODE, org_name="Kill Town", time_zone=TZ,
-                      customer_number_mask="##-####")
-    # Its cron never fires before 2028 (29 February): the only run is the one triggered below.
-    airflow = private_airflow(
-        [{"code": CODE, "caselle_conn_id": "caselle_killtown", "time_zone": TZ, "schedule": "0 3 29 2 *",
-          "datasets": DATASETS, "retry_delay_seconds": 10}],
-        {"caselle_killtown": sim.spec.url.removeprefix("sqlite:///")}, PORT)
+def test_sigkill_of_the_publish_task_process_then_airflow_retries_to_success(shared_airflow):
+    airflow, portal_url = shared_airflow, shared_airflow.portal_url
+    sim = airflow.make_source(CODE, seed=81, org_name="Kill Town", time_zone=TZ, customer_number_mask="##-####")
     client = airflow.client
     client.wait_for_dag(DAG_ID)
-    client.set_paused(DAG_ID, False)
+    airflow.unpause(DAG_ID)
     with blocker(portal_url) as hold:
         hold.execute("INSERT INTO sync.watermarks (community_code, dataset, mark, run_key)"
                      " VALUES (%s, 'balances', now(), 'fault-blocker')", (CODE,))

@@ -16,11 +16,12 @@ batches by COPY into an UNLOGGED staging table, then indexes it. So, in one run 
 
 Each victim is found from its PostgreSQL session: the local process owning the session's client
 port (psutil), checked to be the task process of that task instance (``airflow worker -- <ti id>``).
+The Airflow is the session's shared one (tests/e2e/airflowkit.py); this test's community and DAG are
+its own.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 from decimal import Decimal
@@ -39,14 +40,15 @@ from synctest import assert_in_sync, community
 from portal_sync.datasets import DATASETS as DECLARED
 from portal_sync.stage import run_key, stage_table_name
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 
-# 8196: its log-server ports (8909, 8910) are not those of the other private Airflows (8194 -> 8907, 8908).
-PORT = int(os.environ.get("CPS_FAULT_AIRFLOW_STEPS_PORT", "8196"))
 CODE = "KILLSTEPS"
 TZ = "America/Denver"
 DATASETS = ["accounts", "charges", "payments", "balances"]
 DAG_ID = "caselle_sync_killsteps"
+# Its cron never fires before 2028 (29 February): the only run is the one the test triggers.
+AIRFLOW_COMMUNITIES = [{"code": CODE, "caselle_conn_id": "caselle_killsteps", "time_zone": TZ,
+                        "schedule": "0 3 29 2 *", "datasets": DATASETS, "retry_delay_seconds": 2}]
 KILLED = ("charges.extract", "payments.extract", "balances.validate")
 
 
@@ -84,18 +86,13 @@ def lock(hold: psycopg.Connection, table: str, mode: str, timeout: str) -> None:
     hold.execute(sql.SQL("LOCK TABLE {} IN " + mode + " MODE").format(sql.Identifier("stage", table)))
 
 
-def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retries_to_success(
-        private_airflow, make_source, portal_url):
-    sim = make_source("sqlite", preset="town", seed=83, org_code=CODE, org_name="Kill Steps", time_zone=TZ)
+def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retries_to_success(shared_airflow):
+    airflow, portal_url = shared_airflow, shared_airflow.portal_url
+    sim = airflow.make_source(CODE, preset="town", seed=83, org_name="Kill Steps", time_zone=TZ)
     orphans = plant_orphan_balances(sim, 2)
-    # Its cron never fires before 2028 (29 February): the only run is the one triggered below.
-    airflow = private_airflow(
-        [{"code": CODE, "caselle_conn_id": "caselle_killsteps", "time_zone": TZ, "schedule": "0 3 29 2 *",
-          "datasets": DATASETS, "retry_delay_seconds": 2}],
-        {"caselle_killsteps": sim.spec.url.removeprefix("sqlite:///")}, PORT)
     client = airflow.client
     client.wait_for_dag(DAG_ID)
-    client.set_paused(DAG_ID, False)
+    airflow.unpause(DAG_ID)
     started = time.monotonic()
     run_id = client.trigger(DAG_ID)
     key = run_key(CODE, run_id)
