@@ -1,6 +1,6 @@
 """Workload 4: runs through a private Airflow (scheduler, DAG processor, API server, LocalExecutor).
 
-Set up like tests/e2e/conftest.py: its own AIRFLOW_HOME, metadata database and port (8192 by
+Set up like tests/e2e/airflowkit.py: its own AIRFLOW_HOME, metadata database and port (8192 by
 default), the project's scripts/airflow-init.sh and airflow-services.sh, connections from
 AIRFLOW_CONN_* variables. A fresh source whose clock is the real local time is synced by the
 first run (the one the scheduler creates when the DAG is unpaused); then each repetition enters
