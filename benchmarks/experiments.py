@@ -132,7 +132,8 @@ def _odbc_layers(odbc: str, repeat: int, runs: dict[str, list[float]]) -> None:
 
     from portal_sync import extract as ex
     from portal_sync.datasets import TRANSACTIONS
-    from portal_sync.source.dialect import UNREADABLE, Dialect
+    from portal_sync.names import UNREADABLE
+    from portal_sync.source.dialect import Dialect
     from portal_sync.source.sqlite import SQLite
 
     plain, sqlite = Dialect(), SQLite()

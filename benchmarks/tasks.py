@@ -625,7 +625,7 @@ def read_checked_query(source_odbc: str, batch_rows: int = 50_000, part: str = "
     from arrow_odbc import read_arrow_batches_from_odbc
 
     from portal_sync import extract as ex
-    from portal_sync.source.dialect import UNREADABLE
+    from portal_sync.names import UNREADABLE
     from portal_sync.source.sqlite import SQLite
 
     sqlite = SQLite()

@@ -1,45 +1,35 @@
-"""One sync DAG per community of include/config/communities.yaml.
+"""One sync DAG per community of the communities configuration.
 
 Thin on purpose: read the configuration, wire the tasks. The work is in
 portal_sync.pipeline; nothing here touches a database at parse time, and a task
-process builds only its own community's DAG.
+process reads and builds only its own community's DAG.
+
+Three tasks, whatever the number of data sets (docs/adr/0010): ``sync`` runs the whole
+run in one process (Great Expectations and the source door load once, an idle run
+creates no table), ``failed`` is mapped over the data sets that did not publish (none
+in a good run: nothing starts) so each shows in the grid by name with its reason, and
+``freshness`` alerts on stale portal data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import (
-    DAG,
-    Asset,
-    CronDataIntervalTimetable,
-    Param,
-    TaskGroup,
-    TriggerRule,
-    get_parsing_context,
-    task,
-)
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TriggerRule, get_parsing_context, task
 
-from portal_sync.config import Community, load_config
+from portal_sync.config import Community, CommunityNotLoaded, load_community, load_config
 from portal_sync.datasets import DATASETS
+from portal_sync.notify import callbacks
+from portal_sync.params import trigger_params
 
 DEFAULT_ARGS = {
     "owner": "portal-sync",
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=60),
-}
-
-# The trigger form (UI "Trigger DAG w/ config"); portal_sync.params.RunRequest validates them.
-PARAMS = {
-    "datasets": Param(None, type=["null", "array"], description="only these data sets (default: all enabled)"),
-    "reconcile": Param(False, type="boolean", description="full reconciliation of the windowed data sets now"),
-    "reconcile_all_history": Param(False, type="boolean", description="reconcile comparing all history"),
-    "window_start": Param(None, type=["null", "string"], description="explicit window start, ISO 8601 with offset"),
-    "window_end": Param(None, type=["null", "string"], description="explicit window end, ISO 8601 with offset"),
-    "dry_run": Param(False, type="boolean", description="extract and validate, publish nothing"),
-    "allow_mass_delete": Param([], type="array", description="data sets allowed past the mass-delete guard once"),
 }
 
 
@@ -50,115 +40,144 @@ def portal_asset(community: Community, dataset: str) -> Asset:
                  group="portal")
 
 
-def _call(community: Community, step: str, *args):
-    """Run a pipeline step for this task's run, mapping its outcomes onto Airflow's task states."""
+def _run_context(community: Community):
+    """The pipeline's view of this task's run (trigger parameters validated; a typo fails at once)."""
     from airflow.sdk import get_current_context
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from portal_sync import pipeline
     from portal_sync.connections import portal_url, source_odbc
     from portal_sync.params import RunRequest, RunRequestError
-    from portal_sync.validate import DataQualityFailure
 
     context = get_current_context()
-    dag_run = context.get("dag_run")
     try:
-        request = RunRequest.from_conf(getattr(dag_run, "conf", None))
-    except RunRequestError as exc:  # a typo in the trigger parameters: no retry will fix it
+        request = RunRequest.from_conf(getattr(context.get("dag_run"), "conf", None))
+    except RunRequestError as exc:  # no retry will fix it
         raise AirflowFailException(f"{community.code}: {exc}") from exc
-    ctx = pipeline.RunContext(
+    return context, pipeline.RunContext(
         community, context["run_id"], portal_url(), source_odbc(community.caselle_conn_id),
         interval_start=context.get("data_interval_start"), interval_end=context.get("data_interval_end"),
         request=request,
     )
-    try:
-        return getattr(pipeline, step)(ctx, *args)
-    except pipeline.NotDue as exc:
-        raise AirflowSkipException(str(exc)) from exc
-    except DataQualityFailure as exc:  # the same staged data would fail again: no retry
-        raise AirflowFailException(str(exc)) from exc
+
+
+def _doc(community: Community) -> str:
+    return (
+        f"Syncs {', '.join(community.datasets)} of **{community.code}** from Airflow connection "
+        f"`{community.caselle_conn_id}` into the portal, on `{community.effective_schedule}` "
+        f"({community.time_zone or 'UTC'}).\n\n"
+        "**Trigger parameters** (all optional; a scheduled run uses none):\n\n"
+        "- `datasets`: only these data sets, e.g. `[\"charges\"]` to retry one that failed.\n"
+        "- `reconcile`: compare every row of the windowed data sets now (deletes found); "
+        "`reconcile_all_history` also compares closed periods.\n"
+        "- `window_start` / `window_end`: re-read an explicit window, e.g. "
+        "`2026-11-01T00:00:00-07:00` to `2026-11-02T00:00:00-07:00`.\n"
+        "- `dry_run`: extract and validate, publish nothing.\n"
+        "- `allow_mass_delete`: data sets allowed past the delete guard once, e.g. `[\"accounts\"]`.\n\n"
+        "Task `failed` shows each data set that did not publish, by name, with the reason."
+    )
 
 
 def build_dag(community: Community) -> DAG:
     assets = {name: portal_asset(community, name) for name in community.datasets}
+    zone = community.time_zone or "UTC"
     with DAG(
         dag_id=community.dag_id,
         description=f"Caselle -> portal sync of {community.name or community.code}",
-        schedule=CronDataIntervalTimetable(community.schedule, timezone=community.time_zone or "UTC"),
-        start_date=pendulum.datetime(*community.start_date.timetuple()[:3], tz=community.time_zone or "UTC"),
+        schedule=CronDataIntervalTimetable(community.effective_schedule, timezone=zone),
+        start_date=pendulum.datetime(*community.start_date.timetuple()[:3], tz=zone),
         catchup=False,
         max_active_runs=1,
         default_args={**DEFAULT_ARGS, "retries": community.retries,
                       "retry_delay": timedelta(seconds=community.retry_delay_seconds)},
-        params=PARAMS,
+        params=trigger_params(community.datasets),
         tags=["caselle-sync", community.code],
-        doc_md=f"Syncs {', '.join(community.datasets)} of **{community.code}** "
-        f"from Airflow connection `{community.caselle_conn_id}` into the portal.",
+        doc_md=_doc(community),
     ) as dag:
 
-        @task(task_id="prepare", retries=3)
-        def prepare() -> dict:
-            return _call(community, "prepare")
-
-        @task(task_id="publish", trigger_rule=TriggerRule.ALL_DONE, outlets=list(assets.values()))
-        def publish() -> None:
-            from airflow.sdk import get_current_context
-
-            results = _call(community, "publish_run")
-            events = get_current_context()["outlet_events"]
-            for name, asset in assets.items():
-                row = results.get(name, {})
-                events[asset].extra = {
-                    "community": community.code, "dataset": name, "phase": row.get("phase"),
-                    "mode": row.get("mode"), **{k: row.get(k) for k in (
-                        "rows_extracted", "rows_inserted", "rows_updated", "rows_deleted", "rows_restored",
-                        "rows_archived", "rows_refused")},
-                }
-
-        @task(task_id="cleanup", trigger_rule=TriggerRule.ALL_DONE, retries=3)
-        def cleanup() -> None:
-            _call(community, "cleanup")
-
-        @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
-        def report() -> str:
-            return _call(community, "report")
-
-        @task(task_id="freshness", trigger_rule=TriggerRule.ALL_DONE, retries=0)
-        def freshness() -> list[str]:
-            return _call(community, "check_freshness")
-
-        @task(task_id="outcome", trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-        def outcome() -> None:
-            """Runs only when a task failed for good, and fails the DAG run: the run's state follows its
-            leaves, and cleanup, report and freshness run and succeed whatever happened before them."""
+        @task(task_id="sync", pool=community.pool, outlets=list(assets.values()), multiple_outputs=False,
+              **callbacks(community, "sync_failed"))
+        def sync() -> list[dict]:
+            """The whole run; returns the data sets that did not publish (the ``failed`` task's map)."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            raise AirflowFailException(f"{community.code}: a task of this run failed for good (see its log); "
-                                       "what did not publish stays as the previous run left it")
+            from portal_sync import pipeline
 
-        prepared = prepare()
-        published = publish()
-        for name in community.datasets:
-            with TaskGroup(group_id=name):
+            context, ctx = _run_context(community)
+            ti = context["ti"]
+            try:
+                outcome = pipeline.sync_run(ctx)
+            except pipeline.SyncError as exc:  # the run as a whole could not go on (source, portal)
+                if exc.retryable:
+                    raise
+                raise AirflowFailException(str(exc)) from exc
+            ti.xcom_push(key="datasets", value=outcome.datasets)
+            for name, asset in assets.items():
+                row = outcome.datasets.get(name)
+                if row and row.get("phase") == "published":
+                    context["outlet_events"][asset].extra = {"community": community.code, "dataset": name,
+                                                              "phase": "published", **{
+                        k: row.get(k) for k in ("mode", "rows_extracted", "rows_inserted", "rows_updated",
+                                                "rows_deleted", "rows_restored", "rows_archived", "rows_refused")}}
+            last_try = ti.try_number > ti.max_tries
+            if outcome.retryable and not last_try:  # e.g. a source timeout: Airflow retries the run
+                raise pipeline.SyncError(outcome.message)
+            return outcome.failed
 
-                @task(task_id="extract", pool=community.pool)
-                def extract(dataset: str = name) -> int:
-                    return _call(community, "extract_dataset", dataset)
+        @task(task_id="failed", retries=0, map_index_template="{{ failed_dataset }}")
+        def failed(item: dict) -> None:
+            """One data set that did not publish: named in the grid, failing the run with its reason."""
+            from airflow.sdk import get_current_context
+            from airflow.sdk.exceptions import AirflowFailException
 
-                @task(task_id="validate")
-                def validate(dataset: str = name) -> dict:
-                    return _call(community, "validate_dataset", dataset)
+            get_current_context()["failed_dataset"] = item["dataset"]  # type: ignore[typeddict-unknown-key]
+            raise AirflowFailException(f"{community.code} {item['dataset']}: {item['error']}")
 
-                prepared >> extract() >> validate() >> published
-        published >> [cleanup(), report(), freshness()]
-        watcher = outcome().operator
-        for other in dag.tasks:
-            if other is not watcher:
-                other >> watcher
+        @task(task_id="freshness", trigger_rule=TriggerRule.ALL_DONE, retries=0, **callbacks(community, "stale"))
+        def freshness() -> list[str]:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from portal_sync import pipeline
+
+            _, ctx = _run_context(community)
+            try:
+                return pipeline.check_freshness(ctx)
+            except pipeline.StaleData as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+        synced = sync()
+        failed.expand(item=synced)
+        synced >> freshness()
     return dag
 
 
-_wanted = get_parsing_context().dag_id
-for _community in load_config().communities:
-    if _wanted is None or _wanted == _community.dag_id:
-        globals()[_community.dag_id] = build_dag(_community)
+SHARDS = 4
+"""DAG files the communities are dealt over (``caselle_sync.py`` and ``caselle_sync_1..3.py``): the
+DAG processor parses each file in its own process, within its own timeout, so at fleet size no file
+carries more than a quarter of the communities (docs/adr/0010, docs/benchmarks/fleet.md)."""
+
+
+def shard_of(code: str) -> int:
+    """A community's DAG file, stable across processes and Python versions (not ``hash()``)."""
+    return int(hashlib.sha256(code.encode()).hexdigest()[:8], 16) % SHARDS
+
+
+def build_shard(namespace: dict, shard: int) -> None:
+    """Put this DAG file's DAGs into ``namespace``; a task process reads and builds only its own."""
+    wanted = get_parsing_context().dag_id
+    if wanted is not None:
+        try:
+            own = load_community(wanted)
+        except CommunityNotLoaded as exc:  # the task then fails as "DAG not found": say why first
+            logging.getLogger(__name__).error("%s", exc)
+            return
+        if shard_of(own.code) == shard:
+            namespace[own.dag_id] = build_dag(own)
+        return
+    for community in load_config().communities:
+        if shard_of(community.code) == shard:
+            namespace[community.dag_id] = build_dag(community)
+
+
+if __name__ != "caselle_sync":  # parsed as a DAG file (not imported by the other shards' files)
+    build_shard(globals(), 0)

@@ -13,7 +13,11 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from caselle_sim import Simulator
 
 ROOT = Path(os.environ["PROJECT_ROOT"])
 DEMO_DIR = ROOT / ".demo"
@@ -22,8 +26,10 @@ DEMO_DIR = ROOT / ".demo"
 SOURCES = {
     "SPRINGFLD": dict(file="springfld.db", preset="town", seed=11, org_name="City of Springfield",
                       time_zone="America/Denver", customer_number_mask="###-#####-##"),
+    # plant_bad_rows: an orphan payment, a line dated 1900 and an amount of three decimals (caselle_sim's
+    # Simulator.plant_bad_rows), so the demo shows refusals, warnings and a data-quality report with content
     "CEDARHLS": dict(file="cedarhls.db", preset="tiny", seed=22, org_name="Town of Cedar Hills",
-                     time_zone="America/Los_Angeles", customer_number_mask="#.####.#"),
+                     time_zone="America/Los_Angeles", customer_number_mask="#.####.#", plant_bad_rows=True),
     "MESAVRD": dict(file="mesavrd.db", preset="tiny", seed=33, org_name="Mesa Verde Water District",
                     time_zone="America/Phoenix", customer_number_mask="######"),
 }
@@ -33,9 +39,18 @@ def say(message: str) -> None:
     print(f"[demo {datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
-def build_sources() -> None:
+def build_source(code: str, spec: dict, path: Path) -> Simulator:
+    """One demo Caselle in a SQLite file, its clock on the community's local time now (tests build it the same way)."""
     from caselle_sim import SourceSpec, create_source
 
+    now = datetime.now(ZoneInfo(spec["time_zone"])).replace(tzinfo=None, second=0, microsecond=0)
+    return create_source(SourceSpec.from_url(f"sqlite:///{path}"), preset=spec["preset"], seed=spec["seed"],
+                         org_code=code, org_name=spec["org_name"], time_zone=spec["time_zone"],
+                         customer_number_mask=spec["customer_number_mask"], start=now,
+                         plant_bad_rows=spec.get("plant_bad_rows", False))
+
+
+def build_sources() -> None:
     DEMO_DIR.mkdir(exist_ok=True)
     for code, spec in SOURCES.items():
         path = DEMO_DIR / spec["file"]
@@ -43,12 +58,9 @@ def build_sources() -> None:
             say(f"{code}: reusing {path.relative_to(ROOT)}")
             continue
         started = time.monotonic()
-        now = datetime.now(ZoneInfo(spec["time_zone"])).replace(tzinfo=None, second=0, microsecond=0)
         tmp = path.with_suffix(".building")
         tmp.unlink(missing_ok=True)
-        create_source(SourceSpec.from_url(f"sqlite:///{tmp}"), preset=spec["preset"], seed=spec["seed"],
-                      org_code=code, org_name=spec["org_name"], time_zone=spec["time_zone"],
-                      customer_number_mask=spec["customer_number_mask"], start=now)
+        build_source(code, spec, tmp).close()
         tmp.rename(path)  # a half-built source is never mistaken for a finished one
         say(f"{code}: built a '{spec['preset']}' Caselle in {time.monotonic() - started:.1f}s -> "
             f"{path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,11 +58,12 @@ CHUNK = 500
 def create_source(spec: SourceSpec | str, preset: str | Preset = "tiny", seed: int = 1, org_code: str = "SPRINGFLD",
                   org_name: str = "City of Springfield", time_zone: str = "America/Denver",
                   customer_number_mask: str = "###-#####-##", start: datetime | None = None,
-                  replace: bool = True) -> Simulator:
+                  replace: bool = True, plant_bad_rows: bool = False) -> Simulator:
     """Generate a community and write it to ``spec``; returns the open simulator.
 
     ``start`` is the simulation clock as a naive local time (default
     2026-11-02 08:00). With ``replace=False`` an existing file/database is an error.
+    ``plant_bad_rows``: add the few bad rows of :meth:`Simulator.plant_bad_rows` (the demo's data quality).
     """
     spec = SourceSpec.from_url(spec) if isinstance(spec, str) else spec
     p = PRESETS[preset] if isinstance(preset, str) else preset
@@ -96,6 +98,8 @@ def create_source(spec: SourceSpec | str, preset: str | Preset = "tiny", seed: i
         db.close()
         spec.drop()  # no half-built source is left behind
         raise
+    if plant_bad_rows:
+        sim.plant_bad_rows()
     return sim
 
 
@@ -282,6 +286,50 @@ class Simulator:
         with self._work(6, timedelta(seconds=1)) as w:
             w.add_orphans(lines, receipts)
         return w.changes
+
+    def plant_bad_rows(self) -> dict[str, int]:
+        """Plant the three kinds of bad row a real Caselle holds, so a sync has something to refuse and warn about.
+
+        - an orphan payment: a posted receipt for a CustomerID no customer has (``payments.orphan_account``,
+          refused);
+        - an implausible date: a conversion line dated 1900-01-01 (``charges.implausible_date``, a warning);
+        - an amount off the money scale: a line of three decimals, stored as Caselle-on-SQLite would
+          (``charges.money_exact``, refused).
+
+        Deterministic: the customer and amounts come from the source's seed, the IDs from its sequences
+        (never reused). Returns the planted keys by kind: ``orphan_receipt``, ``old_line``, ``odd_amount_line``.
+        """
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7_000]))
+        active = [int(r[0]) for r in self.query('SELECT "CustomerID" FROM "UB_Customer" WHERE "Status" = \'A\''
+                                                ' ORDER BY "CustomerID"')]
+        if not active:
+            raise ValueError("plant_bad_rows needs an active customer")
+        customer = active[int(rng.integers(len(active)))]
+        [orphan] = self.take_ids("CustomerID", 1)  # an ID no future customer takes
+        receipt, old_line, odd_line = self.seq["ReceiptID"], self.seq["TransactionID"], self.seq["TransactionID"] + 1
+        now = self.now.replace(microsecond=0)
+        stamp = f"{now:%Y-%m-%d %H:%M:%S}.000"
+        cents = int(rng.integers(1_000, 9_000))
+        paid = Decimal(int(rng.integers(2_000, 20_000))).scaleb(-2)
+        odd_amount = Decimal(cents).scaleb(-2) + Decimal("0.005")  # e.g. 48.125: three decimals
+
+        def line(key: int, **values: Any) -> dict[str, Any]:
+            row = {"TransactionID": key, "CustomerID": customer, "TransactionType": "ADJ", "ServiceCode": None,
+                   "Description": "BILLING ADJUSTMENT", "Amount": Decimal("0.00"), "TransactionDate": now.date(),
+                   "InputDate": stamp, "DueDate": None, "Period": f"{now:%Y-%m}", "ReferenceNumber": None,
+                   "ReceiptID": None, "VoidsTransactionID": None}
+            return {**row, **values}
+
+        self.insert_rows("CR_Receipt", [{
+            "ReceiptID": receipt, "ReceiptNumber": f"R{receipt}", "CustomerID": orphan, "ReceiptDate": stamp,
+            "InputDate": stamp, "PaymentMethod": "CHECK", "Amount": paid,
+            "Status": "P", "StatusDate": stamp, "ConfirmationNumber": None, "PayerName": None}])
+        self.insert_rows("UB_Transaction", [
+            line(old_line, Description="CONVERSION - OPENING BALANCE", TransactionDate=date(1900, 1, 1),
+                 Period="1900-01"),
+            line(odd_line, Amount=odd_amount),
+        ])
+        return {"orphan_receipt": receipt, "old_line": old_line, "odd_amount_line": odd_line}
 
     # -- direct access for tests --------------------------------------------------------------
     def insert_rows(self, table: str, rows: list[dict[str, Any]]) -> None:

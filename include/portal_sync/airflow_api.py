@@ -10,7 +10,12 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from portal_sync.config import Community
 
 TERMINAL = {"success", "failed"}
 
@@ -59,6 +64,34 @@ class AirflowClient:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(2)
+
+    def exists(self, path: str) -> bool:
+        """Whether a GET of the path answers (False on HTTP 404; other errors raise)."""
+        try:
+            self._request("GET", path)
+        except AirflowApiError as exc:
+            if ": HTTP 404:" in str(exc):
+                return False
+            raise
+        return True
+
+    def deployment_problems(self, communities: Iterable[Community],
+                            connection_elsewhere: Callable[[str], bool] = lambda conn_id: False) -> list[str]:
+        """What a community needs in Airflow and does not have: its Caselle connection and its pool
+        (a task waiting for a missing pool stalls without an error). The API lists only the metadata
+        database's connections: ``connection_elsewhere`` finds those of environment variables and
+        secrets backends."""
+        problems = []
+        for community in communities:
+            conn_id = community.caselle_conn_id
+            if not connection_elsewhere(conn_id) and not self.exists(
+                    f"/api/v2/connections/{urllib.request.quote(conn_id, safe='')}"):
+                problems.append(f"community {community.code}: Airflow has no connection "
+                                f"{community.caselle_conn_id!r} (caselle_conn_id)")
+            if not self.exists(f"/api/v2/pools/{urllib.request.quote(community.pool, safe='')}"):
+                problems.append(f"community {community.code}: Airflow has no pool {community.pool!r} (pool): "
+                                "its sync task would wait for it forever")
+        return problems
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})

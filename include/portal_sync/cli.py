@@ -2,6 +2,10 @@
 
 Airflow is how the sync runs in production; this is for set-up (migrate), support
 (runs, status, explain) and debugging one community's run in-process.
+
+Exit codes: 0 done, 1 the run did not publish everything (or a report found nothing to do), 2 an
+operator mistake: a bad option, an unknown community, a source or portal database that cannot be
+opened. A mistake is one line on stderr naming what was wrong; a bug still shows its traceback.
 """
 
 from __future__ import annotations
@@ -11,17 +15,84 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from portal_sync.config import load_config
+from portal_sync.config import Community, load_config
 from portal_sync.params import RunRequest, RunRequestError
+from portal_sync.source.errors import SourceError
+
+
+class OperatorError(Exception):
+    """A mistake in what the operator asked for: printed as one line, exit code 2."""
 
 
 def _portal_url(args: argparse.Namespace) -> str:
     url = args.portal_url or os.environ.get("PORTAL_DB_URL")
     if not url:
-        sys.exit("portal-sync: give --portal-url or set PORTAL_DB_URL")
+        raise OperatorError("give --portal-url or set PORTAL_DB_URL")
     return url
+
+
+def _reach_portal(url: str) -> None:
+    """Fail as a mistake, naming the database, when the portal database cannot be opened."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        try:
+            shown = psycopg.conninfo.conninfo_to_dict(url)
+            where = f"{shown.get('dbname', '?')} on {shown.get('host', 'localhost')}:{shown.get('port', 5432)}"
+        except psycopg.ProgrammingError:
+            where = "(the URL does not parse)"
+        reason = " ".join(str(exc).split())
+        raise OperatorError(f"cannot open the portal database {where}: {reason}") from exc
+
+
+def _airflow_problems(args: argparse.Namespace, communities: Sequence[Community]) -> list[str]:
+    """The communities' connections and pools in Airflow, when its API server is named and answers."""
+    if not args.airflow_url:
+        return []
+    from portal_sync.airflow_api import AirflowApiError, AirflowClient
+
+    client = AirflowClient(args.airflow_url, args.airflow_user, args.airflow_password)
+    try:
+        client.health()
+    except (AirflowApiError, OSError) as exc:
+        print(f"note  Airflow at {args.airflow_url} does not answer ({exc}): connections and pools not checked")
+        return []
+    return client.deployment_problems(communities, _connection_outside_the_database)
+
+
+def _connection_outside_the_database(conn_id: str) -> bool:
+    """An Airflow connection from an AIRFLOW_CONN_* variable or a secrets backend, as a task sees it."""
+    try:
+        from airflow.sdk import BaseHook
+
+        BaseHook.get_connection(conn_id)
+    except Exception:  # Airflow absent, or no such connection where this process can look
+        return False
+    return True
+
+
+def _known_community(code: str | None, loaded: object, url: str | None = None) -> None:
+    """Raise OperatorError unless ``code`` is configured (or, with ``url``, has runs in the run store:
+    the reports of a community no longer configured stay readable)."""
+    if not code:
+        return
+    known = [c.code for c in loaded.communities]  # type: ignore[attr-defined]
+    if code.upper() in known:
+        return
+    if url is not None:
+        from portal_sync.store import reads
+
+        with reads.connect(url) as conn:
+            if code.upper() in reads.run_communities(conn):
+                return
+    listed = ", ".join(known) or "none"
+    raise OperatorError(f"no community {code!r} in the configuration (known: {listed})"
+                        + (" nor in the run history" if url is not None else ""))
 
 
 def _run_request(args: argparse.Namespace) -> tuple[RunRequest, datetime | None, datetime | None]:
@@ -61,9 +132,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         print(f"portal-sync run: {exc}", file=sys.stderr)
         return 2
     loaded = load_config()
-    if args.community.upper() not in {c.code for c in loaded.communities}:
-        print(f"portal-sync: no community {args.community!r} in the configuration", file=sys.stderr)
-        return 1
+    _known_community(args.community, loaded)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     ctx = RunContext(loaded.get(args.community.upper()), f"cli__{uuid.uuid4().hex}", url, args.source_odbc,
                      use_gx=not args.no_gx, interval_start=interval_start, interval_end=interval_end,
@@ -72,6 +141,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     try:
         run_sync(ctx)
     except SyncError as exc:
+        if isinstance(exc.__cause__, SourceError) and not _run_started(ctx):
+            # prepare could not open or read the source as a Caselle: a wrong --source-odbc, not a run
+            raise OperatorError(f"--source-odbc: {exc.__cause__}") from exc
         error = str(exc)
         print(f"portal-sync: {exc}", file=sys.stderr)
     if args.json:
@@ -86,7 +158,65 @@ def _run(args: argparse.Namespace, url: str) -> int:
     return 1 if error else 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _status(args: argparse.Namespace, url: str) -> int:
+    """``portal-sync status``: the fleet summary (one line per community, worst first; the counts per state
+    on stderr), or with a code that community per data set."""
+    import json
+
+    from portal_sync.reporting.text import fleet_footer, format_fleet, format_overview
+    from portal_sync.status import fleet, overview
+
+    loaded = load_config()
+    if args.community:
+        if args.state or args.match or args.limit:
+            raise OperatorError("--state, --match and --limit filter the fleet summary: give no community code")
+        _known_community(args.community, loaded)
+        data = overview(url, loaded, community=args.community)
+        print(json.dumps(data, default=str, indent=2) if args.json else format_overview(data) or "no communities")
+        return 0
+    data = fleet(url, loaded, state=args.state, match=args.match, per_page=args.limit)
+    if args.json:
+        print(json.dumps(data, default=str, indent=2))
+        return 0
+    if data["communities"]:
+        print(format_fleet(data))
+    print(fleet_footer(data), file=sys.stderr)
+    return 0
+
+
+def _run_started(ctx: object) -> bool:
+    """Whether prepare opened the run's record (it does so only after reading the source)."""
+    from portal_sync.store import runs
+
+    with ctx.portal() as conn:  # type: ignore[attr-defined]
+        return runs.run_record(conn, ctx.run_key) is not None  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; an operator mistake is one line on stderr and exit code 2."""
+    try:
+        return _main(argv)
+    except OperatorError as exc:
+        command = f" {argv_command(argv)}" if argv_command(argv) else ""
+        print(f"portal-sync{command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def argv_command(argv: list[str] | None) -> str:
+    """The sub-command named in the arguments, for messages ('' when none is)."""
+    commands = ("migrate", "run", "runs", "summary", "dq-summary", "check-config", "dq-report", "explain", "status",
+                "roles")
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if a in commands), "")
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portal-sync", description=__doc__)
     parser.add_argument("--portal-url", help="libpq URL of the portal database (default: $PORTAL_DB_URL)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_argument("community", nargs="?")
     runs.add_argument("--runs", type=int, help="runs per community (default 5; 1 under the name summary)")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
-    sub.add_parser("check-config", help="validate the communities file and list errors")
+    check = sub.add_parser("check-config", help="validate the communities configuration and list errors; with "
+                           "--airflow-url, also that each community's connection and pool exist in Airflow")
+    check.add_argument("--airflow-url", default=os.environ.get("CPS_AIRFLOW_URL"),
+                       help="Airflow's API server (default $CPS_AIRFLOW_URL; unset: not checked)")
+    check.add_argument("--airflow-user", default=os.environ.get("CPS_AIRFLOW_USER", "admin"))
+    check.add_argument("--airflow-password", default=os.environ.get("CPS_AIRFLOW_PASSWORD", "admin"))
     dq_report = sub.add_parser("dq-report", help="build or refresh a community's offline data-quality report site")
     dq_report.add_argument("community")
     dq_report.add_argument(
@@ -128,8 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("community")
     explain.add_argument("account_number", nargs="+", help="as the resident typed it: formatted, digits, spaces")
     explain.add_argument("--json", action="store_true", help="print the answer as JSON")
-    status = sub.add_parser("status", help="sync status per data set: publish, freshness, counts, quality, mark")
+    from portal_sync.reporting.model import STATES
+
+    status = sub.add_parser(
+        "status", help="the fleet summary, one line per community, worst first; with a code, that community per"
+                       " data set: publish, freshness, counts, quality, mark")
     status.add_argument("community", nargs="?")
+    status.add_argument("--state", choices=STATES, help="only communities in this state (the fleet summary)")
+    status.add_argument("--match", metavar="TEXT", help="only communities whose code or name contains TEXT")
+    status.add_argument("--limit", type=_positive, metavar="N", help="at most N communities (the worst)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     roles_cmd = sub.add_parser("roles", help="row security on the portal tables and a reader role per community")
     roles_cmd.add_argument("--community", help="only this community (default: every configured one)")
@@ -138,12 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         loaded = load_config()
         for community in loaded.communities:
-            print(f"ok    {community.code}: {', '.join(community.datasets)} every '{community.schedule}'")
+            print(f"ok    {community.code}: {', '.join(community.datasets)} every '{community.effective_schedule}'")
         for error in loaded.errors:
             print(f"error {error}")
-        return 1 if loaded.errors else 0
+        problems = _airflow_problems(args, loaded.communities)
+        for problem in problems:
+            print(f"error {problem}")
+        return 1 if loaded.errors or problems else 0
 
     url = _portal_url(args)
+    if args.command != "migrate":  # migrate creates the database when it is missing
+        _reach_portal(url)
     if args.command == "migrate":
         from portal_sync.migrate import ensure_database, migrate
 
@@ -156,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from portal_sync.report import format_runs, last_runs, runs_json
 
+        _known_community(args.community, load_config(), url)
         limit = args.runs if args.runs is not None else (1 if args.command == "summary" else 5)
         history = last_runs(url, args.community, limit)
         if args.json:
@@ -168,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from portal_sync.dq_report import build_site, prune
 
+        _known_community(args.community, load_config(), url)
         out = Path(args.out) if args.out else None
         args.community = args.community.upper()  # codes are upper case (config); accept "springfld" too
         try:
@@ -187,28 +336,20 @@ def main(argv: list[str] | None = None) -> int:
         from portal_sync.reporting.text import format_explanation
 
         answer = explain(url, args.community, " ".join(args.account_number), load_config())
+        if answer.verdict == "unknown_community":
+            if args.json:
+                print(json.dumps(answer.as_dict(), default=str, indent=2))
+            raise OperatorError(answer.message)
         print(json.dumps(answer.as_dict(), default=str, indent=2) if args.json else format_explanation(answer))
-        return 1 if answer.verdict == "unknown_community" else 0
-    if args.command == "status":
-        import json
-
-        from portal_sync.reporting.text import format_overview
-        from portal_sync.status import overview
-
-        loaded = load_config()
-        if args.community and args.community.upper() not in {c.code for c in loaded.communities}:
-            print(f"portal-sync: no community {args.community!r} in the configuration", file=sys.stderr)
-            return 1
-        data = overview(url, loaded, community=args.community)
-        print(json.dumps(data, default=str, indent=2) if args.json else format_overview(data) or "no communities")
         return 0
+    if args.command == "status":
+        return _status(args, url)
     if args.command == "roles":
         from portal_sync.roles import refresh
 
-        codes = [c.code for c in load_config().communities]
-        if args.community and args.community.upper() not in codes:
-            print(f"portal-sync: no community {args.community!r} in the configuration", file=sys.stderr)
-            return 1
+        loaded = load_config()
+        _known_community(args.community, loaded)
+        codes = [c.code for c in loaded.communities]
         result = refresh(url, [args.community.upper()] if args.community else codes,
                          all_configured=not args.community)
         print("\n".join(result.lines()))

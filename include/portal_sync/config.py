@@ -1,32 +1,82 @@
-"""The communities file: one typed, validated declaration per community.
+"""The communities configuration: one typed, validated declaration per community.
+
+``PORTAL_SYNC_CONFIG`` (default ``include/config/communities.yaml``) names a file or a
+directory; in a directory every ``*.yaml``/``*.yml`` file (sorted by name, not recursive)
+is one document of the same shape: an optional ``defaults:`` mapping, applying to that
+file's entries only, and a ``communities:`` list.
 
 Each community is validated on its own, so one bad entry is reported (naming the
-community and the field) while the others still get their DAGs. Every value that
-later becomes part of an SQL identifier or a DAG id is constrained here by pattern,
-so nothing a user types reaches SQL as text.
+community and the field) while the others still get their DAGs. What an error costs:
+
+- an entry that does not validate, or repeats a key (``code:`` twice, or a key twice in a
+  nested mapping such as ``quality:``): that community only;
+- a file that cannot be read or parsed, or repeats a key at its top level or inside
+  ``defaults:``: that file's communities;
+- a code defined in two files: that code (every definition of it), since which one was
+  meant cannot be known.
+
+PyYAML would silently keep the last of two equal keys; the loader here records them.
+
+Every value that later becomes part of an SQL identifier or a DAG id is constrained here
+by pattern, so nothing a user types reaches SQL as text.
+
+A thousand communities on one Airflow: the DAG processor validates them all on every parse
+(:func:`load_config`), while a task process reads and validates only its own
+(:func:`load_community`). Schedules are staggered (:attr:`Community.effective_schedule`):
+communities on the same ``*/N`` cron fire at a per-community minute offset, not all on one tick.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from portal_sync.datasets import ACCOUNT_STATUS, DATASET_NAMES, DEFAULT_MAX_AMOUNT
 
 CONFIG_ENV = "PORTAL_SYNC_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "communities.yaml"
 
-CommunityCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,9}$")]
+DAG_ID_PREFIX = "caselle_sync_"
+
+# Strict: a code is text as written (no bytes from ``!!binary``), so the cheap scan of
+# load_community and the full validation agree on which entry is which community.
+CommunityCode = Annotated[str, Strict(), Field(pattern=r"^[A-Z][A-Z0-9_]{1,9}$")]
 AirflowId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+# An alert recipient: one plain address (no display name, no list separators: the SMTP hook would split
+# "a@x, b@y" into two). Checked by pattern, not by DNS: intranet domains such as ``.local`` are fine.
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+
+
+def _email(value: str) -> str:
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
+        raise ValueError(f"not an email address: {value!r}")
+    return value
+
+
+EmailAddress = Annotated[str, Strict(), AfterValidator(_email)]
 
 
 RULE_SEVERITIES = ("refuse", "warn", "ignore")
@@ -34,7 +84,8 @@ TABLE_SEVERITIES = ("fail", "warn", "ignore")
 
 
 class Quality(BaseModel):
-    """Data-quality settings: severities per check (``rule`` or ``dataset.rule``) and thresholds."""
+    """Data-quality settings per check (``rule`` or ``dataset.rule``): severities, the share of rows that must
+    pass for Great Expectations to call a row check a success (``mostly``), and thresholds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,16 +95,14 @@ class Quality(BaseModel):
     snapshot_change_share: Annotated[float, Field(gt=0.0)] = 0.30
     snapshot_change_min_rows: Annotated[int, Field(ge=0)] = 50
     max_window_rows: Annotated[int, Field(ge=1)] = 2_000_000
-    # Great Expectations re-runs every rule as its own queries: it runs only on staged tables of at
-    # most this many rows; above, the product's one-scan SQL alone decides (docs/adr/0007).
-    gx_max_rows: Annotated[int, Field(ge=0)] = 200_000
+    # GX's success flag and the report's pass/fail only: severity alone decides what is refused.
+    mostly: dict[Annotated[str, Field(pattern=r"^([a-z_]+\.)?[a-z0-9_]+$")],
+                 Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
 
     @field_validator("severity")
     @classmethod
     def _known_checks(cls, value: dict[str, str]) -> dict[str, str]:
-        from portal_sync.rules import known_checks  # here, so that parsing a DAG loads no extract code
-
-        rows, tables = known_checks()
+        rows, tables = _check_names()
         for key, severity in value.items():
             name = key.split(".")[-1]
             dataset = key.split(".")[0] if "." in key else None
@@ -69,8 +118,30 @@ class Quality(BaseModel):
                 raise ValueError(f"unknown check {name!r}; known: {sorted(rows | tables)}")
         return value
 
+    @field_validator("mostly")
+    @classmethod
+    def _known_row_checks(cls, value: dict[str, float]) -> dict[str, float]:
+        rows, tables = _check_names()
+        for key in value:
+            name = key.split(".")[-1]
+            dataset = key.split(".")[0] if "." in key else None
+            if dataset is not None and dataset not in DATASET_NAMES:
+                raise ValueError(f"unknown data set {dataset!r} in mostly key {key!r}")
+            if name in tables:
+                raise ValueError(f"mostly key {key!r}: {name!r} is a table check; mostly applies to row checks")
+            if name not in rows:
+                raise ValueError(f"unknown check {name!r} in mostly key {key!r}; known row checks: {sorted(rows)}")
+        return value
+
     def severity_of(self, dataset: str, check: str, default: str) -> str:
         return self.severity.get(f"{dataset}.{check}") or self.severity.get(check) or default
+
+    def mostly_of(self, dataset: str, check: str, default: float) -> float:
+        """The share of rows that must pass ``check`` of ``dataset`` (``dataset.check`` before ``check``)."""
+        for key in (f"{dataset}.{check}", check):
+            if key in self.mostly:
+                return self.mostly[key]
+        return default
 
 
 class Community(BaseModel):
@@ -113,16 +184,32 @@ class Community(BaseModel):
     # value checks run in the reading process, one core per read. Other engines read in one stream.
     read_streams: Annotated[int, Field(ge=1, le=8)] = 2
     quality: Quality = Field(default_factory=Quality)
+    # Stagger the schedule: a minute field ``*/N`` (or ``*``) with N dividing 60 becomes
+    # ``M-59/N``, M a stable per-code offset in [0, N), so a fleet on one cron does not fire
+    # on one tick. An explicit minute field ("7 * * * *", "0,30 * * * *") is kept as written.
+    stagger: bool = True
+    # Alerts (docs/alerts.md): who is told of failed runs and stale data (a file's ``defaults:`` may set
+    # it for all its communities; an entry's own list replaces it), the Airflow SMTP connection, and
+    # after how many hours an incident still open is told again (null: only when it opens).
+    alert_recipients: tuple[EmailAddress, ...] = ()
+    alert_conn_id: AirflowId = "smtp_default"
+    alert_reminder_hours: Annotated[float, Field(gt=0, le=24 * 366)] | None = 24.0
+
+    @field_validator("alert_recipients")
+    @classmethod
+    def _recipients_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen = [address.lower() for address in value]
+        if len(set(seen)) != len(seen):
+            raise ValueError("an alert recipient is listed twice")
+        return value
 
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        if not _known_time_zone(value):
+            raise ValueError(f"unknown IANA time zone {value!r}")
         return value
 
     @field_validator("datasets")
@@ -143,7 +230,7 @@ class Community(BaseModel):
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not croniter.is_valid(value) or len(value.split()) != 5:
+        if not _cron_ok(value):
             raise ValueError(f"not a 5-field cron expression: {value!r}")
         return value
 
@@ -171,18 +258,80 @@ class Community(BaseModel):
 
     @property
     def dag_id(self) -> str:
-        return f"caselle_sync_{self.code.lower()}"
+        return f"{DAG_ID_PREFIX}{self.code.lower()}"
+
+    @property
+    def effective_schedule(self) -> str:
+        """The cron the DAG runs on: ``schedule`` with its minute staggered (see ``stagger``)."""
+        return staggered(self.schedule, self.code) if self.stagger else self.schedule
+
+
+@lru_cache(maxsize=1)
+def _check_names() -> tuple[frozenset[str], frozenset[str]]:
+    """Row and table check names, computed once (they come from the declarations, not the file)."""
+    from portal_sync.rules import known_checks  # here, so that parsing a DAG loads no extract code
+
+    rows, tables = known_checks()
+    return frozenset(rows), frozenset(tables)
+
+
+# A fleet repeats a few zones and crons: validating each distinct value once keeps the
+# DAG processor's parse of 1,000 communities cheap.
+@lru_cache(maxsize=1024)
+def _known_time_zone(value: str) -> bool:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=1024)
+def _cron_ok(value: str) -> bool:
+    return len(value.split()) == 5 and croniter.is_valid(value)
+
+
+_STAGGERABLE_MINUTE = re.compile(r"\*(?:/([0-9]{1,2}))?")
+
+
+def stagger_offset(code: str, step: int) -> int:
+    """A minute offset in [0, step) for ``code``: sha256, so every process and Python agrees."""
+    return int(hashlib.sha256(code.encode()).hexdigest()[:8], 16) % step
+
+
+def staggered(schedule: str, code: str) -> str:
+    """``schedule`` with a minute field ``*/N`` or ``*`` (N dividing 60) moved to ``M-59/N``.
+
+    Any other minute field was pinned by the user and is kept; so is ``*`` alone (every minute
+    has nothing to spread).
+    """
+    fields = schedule.split()
+    match = _STAGGERABLE_MINUTE.fullmatch(fields[0]) if fields else None
+    if match is None:
+        return schedule
+    step = int(match.group(1) or 1)
+    if step <= 1 or 60 % step:
+        return schedule
+    return " ".join([f"{stagger_offset(code, step)}-59/{step}", *fields[1:]])
+
+
+FILE = "(file)"  # ConfigError.community of an error that costs a whole file
 
 
 @dataclass(frozen=True)
 class ConfigError:
-    """A community (or the file) that could not be loaded, and why."""
+    """A community (or a file, or the configuration) that could not be loaded, and why."""
 
     community: str
     message: str
+    file: str | None = None  # the file it is in, when one file is to blame
 
     def __str__(self) -> str:
-        return f"community {self.community}: {self.message}"
+        if self.file is None:
+            return f"community {self.community}: {self.message}"
+        if self.community == FILE:
+            return f"file {self.file}: {self.message}"
+        return f"community {self.community} in {self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -197,6 +346,121 @@ class LoadedConfig:
         raise KeyError(f"no valid community {code!r} in the configuration")
 
 
+class CommunityNotLoaded(KeyError):
+    """:func:`load_community` has no valid definition of the community (missing, invalid, defined twice)."""
+
+    def __init__(self, code: str, path: Path, reason: str, errors: Iterable[ConfigError] = ()) -> None:
+        super().__init__(f"community {code} in {path}: {reason}")
+        self.code = code
+        self.path = path
+        self.reason = reason
+        self.errors = tuple(errors)
+
+    def __str__(self) -> str:  # KeyError would show the message quoted, as a repr
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, for processes that report it elsewhere
+        return (type(self), (self.code, self.path, self.reason, self.errors))
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A key written twice in one mapping of a file (PyYAML alone keeps the last one silently)."""
+
+    entry: int | None  # index in the file's ``communities`` list; None: anywhere else in the file
+    key: str  # dotted path inside the entry (or the file), e.g. ``quality.max_amount``
+    line: int  # 1-based, of the repeat
+    first_line: int
+
+    def describe(self) -> str:
+        return f"duplicate key '{self.key}' at line {self.line} (first at line {self.first_line})"
+
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses about 9x faster
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class RecordsDuplicateKeys:
+    """Mixin for a safe loader: records every key repeated within one mapping, with both key nodes."""
+
+    repeated: list[tuple[MappingNode, ScalarNode, ScalarNode]]  # mapping, first key, repeat
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)  # type: ignore[call-arg]
+        self.repeated = []
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        # Checked before merge keys (<<) are folded in, and once: a key overriding a merged one
+        # is no repeat, and a merged anchor is flattened (changed) before it is constructed.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            first: dict[tuple[str, str], ScalarNode] = {}
+            for key_node, _value in node.value:
+                if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
+                    seen = first.setdefault((key_node.tag, key_node.value), key_node)
+                    if seen is not key_node:
+                        self.repeated.append((node, seen, key_node))
+        super().flatten_mapping(node)  # type: ignore[misc]
+
+
+class DuplicateKeyLoader(RecordsDuplicateKeys, _BaseLoader):  # type: ignore[misc, valid-type]
+    """The loader of the configuration: libyaml's safe loader when present, recording repeated keys."""
+
+
+def _key_path(root: Node, mapping: MappingNode, key: ScalarNode) -> list[str | int]:
+    """Where ``key`` of ``mapping`` is written: the keys and list indexes leading to it.
+
+    Followed by text position, not by reference, so an anchor is named where it is written.
+    """
+    at = key.start_mark.index
+    path: list[str | int] = []
+    node = root
+    for _ in range(1000):  # each step narrows the text: the bound only guards a broken tree
+        if node is mapping:
+            break
+        if isinstance(node, MappingNode):
+            children: Iterable[tuple[str | int, Node]] = (
+                (k.value if isinstance(k, ScalarNode) else "?", v) for k, v in node.value)
+        elif isinstance(node, SequenceNode):
+            children = enumerate(node.value)
+        else:
+            break
+        for label, child in children:
+            if child.start_mark.index <= at < child.end_mark.index:
+                path.append(label)
+                node = child
+                break
+        else:
+            break
+    path.append(key.value)
+    return path
+
+
+def load_yaml(text: str, loader_class: type[RecordsDuplicateKeys] = DuplicateKeyLoader,
+              ) -> tuple[Any, tuple[DuplicateKey, ...]]:
+    """Parse one configuration document; also the keys it repeats, placed in their entries.
+
+    Raises what PyYAML raises (``yaml.YAMLError``; ``ValueError`` for an impossible date).
+    """
+    loader: Any = loader_class(text)
+    try:
+        root = loader.get_single_node()
+        document = loader.construct_document(root) if root is not None else None
+        repeated = list(loader.repeated)
+    finally:
+        loader.dispose()
+    found = []
+    for mapping, first, repeat in repeated:
+        path = _key_path(root, mapping, repeat)
+        in_entry = len(path) > 2 and path[0] == "communities" and isinstance(path[1], int)
+        found.append(DuplicateKey(
+            entry=path[1] if in_entry else None,  # type: ignore[arg-type]
+            key=".".join(str(p) for p in (path[2:] if in_entry else path)),
+            line=repeat.start_mark.line + 1, first_line=first.start_mark.line + 1))
+    return document, tuple(found)
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -205,43 +469,195 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_config(document: Any) -> LoadedConfig:
-    """Validate a parsed YAML document; never raises for a bad community."""
+def _label(index: int, entry: Any) -> str:
+    label = entry.get("code") if isinstance(entry, dict) else None
+    return label if isinstance(label, str) and re.fullmatch(r"[A-Za-z0-9_]{1,40}", label) else f"#{index + 1}"
+
+
+def _raw_code(entry: Any) -> str | None:
+    """The code an entry claims, before validation (upper case): what the cheap scan compares."""
+    code = entry.get("code") if isinstance(entry, dict) else None
+    return code.upper() if isinstance(code, str) else None
+
+
+def _shape(document: Any, duplicates: Sequence[DuplicateKey],
+           file: str | None) -> tuple[list[Any], dict[str, Any]] | ConfigError:
+    """The file's entries and defaults, or why the whole file is refused."""
+    whole_file = [d.describe() for d in duplicates if d.entry is None]
+    if whole_file:
+        return ConfigError(FILE, "; ".join(whole_file) + " (outside a community entry: the whole file is refused)",
+                           file)
     if not isinstance(document, dict) or not isinstance(document.get("communities"), list):
-        return LoadedConfig((), (ConfigError("(file)", "expected a mapping with a 'communities' list"),))
+        return ConfigError(FILE, "expected a mapping with a 'communities' list", file)
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
-        return LoadedConfig((), (ConfigError("(file)", "'defaults' must be a mapping"),))
+        return ConfigError(FILE, "'defaults' must be a mapping", file)
+    return document["communities"], defaults
+
+
+def _validate_entry(index: int, entry: Any, defaults: dict[str, Any], duplicates: Sequence[DuplicateKey],
+                    file: str | None) -> Community | ConfigError:
+    label = _label(index, entry)
+    if not isinstance(entry, dict):
+        return ConfigError(label, "entry must be a mapping", file)
+    if duplicates:
+        return ConfigError(label, "; ".join(d.describe() for d in duplicates), file)
+    try:
+        return Community.model_validate({**defaults, **entry})
+    except ValidationError as exc:
+        return ConfigError(label, _describe(exc), file)
+
+
+def _parse(document: Any, file: str | None, duplicates: Sequence[DuplicateKey]) -> tuple[LoadedConfig, set[str]]:
+    """One document validated, and the codes its entries claim (for the check across files)."""
+    shape = _shape(document, duplicates, file)
+    if isinstance(shape, ConfigError):
+        return LoadedConfig((), (shape,)), set()
+    entries, defaults = shape
+    by_entry: dict[int, list[DuplicateKey]] = {}
+    for duplicate in duplicates:
+        by_entry.setdefault(duplicate.entry, []).append(duplicate)  # type: ignore[arg-type]
     good: list[Community] = []
     errors: list[ConfigError] = []
     seen: set[str] = set()
-    for index, entry in enumerate(document["communities"]):
-        label = entry.get("code") if isinstance(entry, dict) else None
-        label = label if isinstance(label, str) and re.fullmatch(r"[A-Za-z0-9_]{1,40}", label) else f"#{index + 1}"
-        if not isinstance(entry, dict):
-            errors.append(ConfigError(label, "entry must be a mapping"))
-            continue
-        try:
-            community = Community.model_validate({**defaults, **entry})
-        except ValidationError as exc:
-            errors.append(ConfigError(label, _describe(exc)))
-            continue
-        if community.code in seen:
-            errors.append(ConfigError(label, "field 'code': duplicate community code"))
-            continue
-        seen.add(community.code)
-        good.append(community)
-    return LoadedConfig(tuple(good), tuple(errors))
+    for index, entry in enumerate(entries):
+        result = _validate_entry(index, entry, defaults, by_entry.get(index, ()), file)
+        if isinstance(result, ConfigError):
+            errors.append(result)
+        elif result.code in seen:
+            errors.append(ConfigError(_label(index, entry), "field 'code': duplicate community code", file))
+        else:
+            seen.add(result.code)
+            good.append(result)
+    claimed = {code for code in map(_raw_code, entries) if code is not None}
+    return LoadedConfig(tuple(good), tuple(errors)), claimed
+
+
+def parse_config(document: Any, *, file: str | None = None,
+                 duplicates: Sequence[DuplicateKey] = ()) -> LoadedConfig:
+    """Validate one parsed YAML document; never raises for a bad community.
+
+    ``duplicates`` are the repeated keys :func:`load_yaml` found in it; ``file`` names it in errors.
+    Within one document the first valid entry of a code wins and a later one is an error.
+    """
+    return _parse(document, file, duplicates)[0]
 
 
 def config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
-def load_config(path: Path | None = None) -> LoadedConfig:
-    path = path or config_path()
+def _config_files(path: Path) -> list[Path] | ConfigError:
+    """The file, or the directory's ``*.yaml``/``*.yml`` files by name (hidden ones skipped)."""
+    if not path.is_dir():
+        return [path]
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        return LoadedConfig((), (ConfigError("(file)", f"cannot read {path}: {exc}"),))
-    return parse_config(document)
+        files = sorted((p for p in path.iterdir()
+                        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and not p.is_dir()),
+                       key=lambda p: p.name)
+    except OSError as exc:
+        return ConfigError(FILE, f"cannot list the directory: {exc}", str(path))
+    return files or ConfigError(FILE, "no *.yaml or *.yml file in this directory", str(path))
+
+
+def _read(file: Path) -> tuple[Any, tuple[DuplicateKey, ...]] | ConfigError:
+    try:
+        return load_yaml(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: undecodable text, impossible date
+        return ConfigError(FILE, f"cannot read or parse it: {exc}", str(file))
+
+
+def load_config(path: Path | None = None) -> LoadedConfig:
+    """Every community of the configuration (a file or a directory of files), validated.
+
+    Never raises: a broken file costs its communities, a bad entry its community, and a code
+    defined in two files that code; each is a :class:`ConfigError`.
+    """
+    path = Path(path) if path else config_path()
+    files = _config_files(path)
+    if isinstance(files, ConfigError):
+        return LoadedConfig((), (files,))
+    communities: list[Community] = []
+    errors: list[ConfigError] = []
+    defined_in: dict[str, list[str]] = {}
+    for file in files:
+        read = _read(file)
+        if isinstance(read, ConfigError):
+            errors.append(read)
+            continue
+        loaded, claimed = _parse(read[0], str(file), read[1])
+        communities.extend(loaded.communities)
+        errors.extend(loaded.errors)
+        for code in claimed:
+            defined_in.setdefault(code, []).append(str(file))
+    twice = {code: names for code, names in defined_in.items() if len(names) > 1}
+    if twice:
+        communities = [c for c in communities if c.code not in twice]
+        errors.extend(ConfigError(code, _defined_twice(names)) for code, names in sorted(twice.items()))
+    return LoadedConfig(tuple(communities), tuple(errors))
+
+
+def _defined_twice(files: Sequence[str]) -> str:
+    return f"field 'code': defined in more than one file ({', '.join(files)}); none of them is loaded"
+
+
+def _code_of(key: str) -> str:
+    key = key.strip()
+    if key.lower().startswith(DAG_ID_PREFIX):  # longer than any code: never a code itself
+        key = key[len(DAG_ID_PREFIX):]
+    return key.upper()
+
+
+def load_community(key: str, path: Path | None = None) -> Community:
+    """One community, by code or dag_id, validating only it: what a task process needs.
+
+    Parses the file(s) once and validates only the entry whose code matches (case-insensitively)
+    with its file's defaults, following the rules of :func:`load_config` (first valid entry of a
+    file wins; a code in two files, a repeated key or a broken file loads nothing), so a task
+    builds exactly the DAG the DAG processor built. In a directory, files whose text cannot
+    name the code are not parsed. Raises :class:`CommunityNotLoaded` (a ``KeyError``) naming the
+    code and the configuration path when there is no valid definition.
+    """
+    path = Path(path) if path else config_path()
+    code = _code_of(key)
+    files = _config_files(path)
+    if isinstance(files, ConfigError):
+        raise CommunityNotLoaded(code, path, str(files), (files,))
+    found: list[tuple[str, int, Any, dict[str, Any], list[DuplicateKey]]] = []
+    broken: list[ConfigError] = []
+    for file in files:
+        if len(files) > 1:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, ValueError) as exc:
+                broken.append(ConfigError(FILE, f"cannot read or parse it: {exc}", str(file)))
+                continue
+            if code not in text.upper() and "\\" not in text:  # only an escape could spell it otherwise
+                continue
+        read = _read(file)
+        if isinstance(read, ConfigError):
+            broken.append(read)
+            continue
+        shape = _shape(read[0], read[1], str(file))
+        if isinstance(shape, ConfigError):
+            broken.append(shape)
+            continue
+        entries, defaults = shape
+        for index, entry in enumerate(entries):
+            if _raw_code(entry) == code:
+                found.append((str(file), index, entry, defaults, [d for d in read[1] if d.entry == index]))
+    defining = list(dict.fromkeys(file for file, *_ in found))
+    if len(defining) > 1:
+        raise CommunityNotLoaded(code, path, _defined_twice(defining))
+    errors: list[ConfigError] = []
+    for file, index, entry, defaults, duplicates in found:
+        result = _validate_entry(index, entry, defaults, duplicates, file)
+        if isinstance(result, Community):
+            return result
+        errors.append(result)
+    if errors:
+        raise CommunityNotLoaded(code, path, "invalid: " + "; ".join(str(e) for e in errors), errors)
+    reason = "not defined in the configuration"
+    if broken:
+        reason += " (files not loaded: " + "; ".join(str(e) for e in broken) + ")"
+    raise CommunityNotLoaded(code, path, reason, broken)

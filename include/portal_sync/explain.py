@@ -13,7 +13,8 @@ not_synced_yet         not in the portal and nothing refused: new in Caselle sin
 not_eligible           in the portal but hidden: its status is not one the community shows,
                        or the city turned online access off (Caselle, OnlineAccess)
 refused                Caselle's record breaks a data-quality rule: it waits in quarantine
-                       (rule, since when) and publishes on the first run after the fix
+                       (rule and reason, since which run and when) and publishes on the
+                       first run after the fix
 deleted                deleted in Caselle: the portal removed it (when)
 renumbered             the typed number is an old one: the account now has another number
 data_set_not_enabled   the community does not sync accounts to the portal at all
@@ -52,6 +53,8 @@ VERDICTS = (
 )
 _REASON_NUMBER = r"CustomerNumber=(\S+)"  # how validate.py names the number in a finding's reason
 _MAX_LISTED = 10  # refused CustomerIDs listed when the number itself is unknown
+_NUMBER_IN_REASON = re.compile(r"CustomerNumber\s*[=:]?\s*'?([^\s';,)]+)")  # a number a reason names, any wording
+_MAX_SEARCHED = 500  # quarantined accounts whose reasons are searched for the typed text
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def next_run_due(community: Community, dataset: str, published: datetime | None,
     earliest = now
     if published is not None:
         earliest = max(now, published + cadence(community, dataset) - DUE_SLACK)
-    ticks = croniter(community.schedule, (earliest - timedelta(seconds=1)).astimezone(tz))
+    ticks = croniter(community.effective_schedule, (earliest - timedelta(seconds=1)).astimezone(tz))
     return ticks.get_next(datetime).astimezone(UTC)
 
 
@@ -149,20 +152,26 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
         )
 
     refusals = reads.refusals_by_number(conn, code, digits, _REASON_NUMBER)
+    waiting = reads.quarantined_accounts(conn, code)
+    if not refusals:
+        refusals = _refusals_naming(conn, code, typed, waiting)
     if refusals:
         first = refusals[0]
+        refusals = [r for r in refusals if r["row_key"] == first["row_key"]]
         rules = "; ".join(f"{r['rule']} ({r['reason']})" for r in refusals)
+        since = min(r["first_seen_at"] for r in refusals)
+        run = _run_at(conn, code, since)
         return Explanation(
             "refused",
-            f"Account {typed} (CustomerID {first['row_key']}) is refused by data quality since "
-            f"{_local(min(r['first_seen_at'] for r in refusals), zone)}: {rules}. It is not in the portal until "
+            f"Account {typed} (CustomerID {first['row_key']}) is in quarantine, refused by data quality since "
+            f"{_since(run, since, zone)}: {rules}. It is not in the portal until "
             "the record is fixed in Caselle; every run re-reads it and publishes it once it passes "
             f"(next run due {_local(due, zone)}).",
             code, typed, digits,
-            details={**facts, "customer_id": first["row_key"], "refusals": refusals},
+            details={**facts, "customer_id": first["row_key"], "refusals": refusals, "quarantined_since": since,
+                     "quarantined_since_run": run},
         )
 
-    waiting = reads.quarantined_accounts(conn, code)
     hint = ""
     if waiting:
         listed = ", ".join(r["row_key"] for r in waiting[:_MAX_LISTED])
@@ -171,9 +180,10 @@ def explain_with(conn: psycopg.Connection, community: Community, typed: str, *, 
                 f"(CustomerID {listed}{more}): if the resident's account is one of them, `portal-sync runs {code}` "
                 "names the rule to fix in Caselle.")
     last = f"the last accounts publish ({_local(published, zone)})" if published else "the first accounts publish"
+    refused_note = ("no refused record names this number" if waiting else "no sync run refused it")
     return Explanation(
         "not_synced_yet",
-        f"No account numbered {typed} is in the portal for {code}, and no sync run refused it. If it was opened "
+        f"No account numbered {typed} is in the portal for {code}, and {refused_note}. If it was opened "
         f"in Caselle after {last}, the next run, due {_local(due, zone)}, brings it in (when the DAG "
         f"{community.dag_id} is unpaused). Otherwise check the number against Caselle.{hint}",
         code, typed, digits,
@@ -191,10 +201,13 @@ def _explain_found(conn: psycopg.Connection, community: Community, typed: str, d
     details = {**facts, "refusals": refusals}
     if refusals and hidden:
         rules = "; ".join(f"{r['rule']} ({r['reason']})" for r in refusals)
+        since = min(r["first_seen_at"] for r in refusals)
+        run = _run_at(conn, code, since)
+        details.update(quarantined_since=since, quarantined_since_run=run)
         return Explanation(
             "refused",
-            f"Account {number} (CustomerID {account['account_id']}) is refused by data quality since "
-            f"{_local(min(r['first_seen_at'] for r in refusals), zone)}: {rules}. The portal keeps its previous "
+            f"Account {number} (CustomerID {account['account_id']}) is in quarantine, refused by data quality since "
+            f"{_since(run, since, zone)}: {rules}. The portal keeps its previous "
             f"version, which residents cannot see ({_hidden_because(community, account)}). Fix the record in "
             f"Caselle; the first run after the fix publishes it (next run due {_local(due, zone)}).",
             code, typed, digits, account=_public(account), details=details,
@@ -256,6 +269,36 @@ def _hidden_because(community: Community, account: dict[str, Any]) -> str:
         parts.append(f"it was published while the community showed other statuses (today {shown});"
                      " a reconciliation run (conf {\"reconcile\": true}) applies today's setting")
     return " and ".join(parts)
+
+
+def _refusals_naming(conn: psycopg.Connection, code: str, typed: str,
+                     waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Quarantine entries of an account that never reached the portal whose reason names the number: as
+    typed (a number holding markup or spaces, ``<b>1-001</b>``, is written into a reason verbatim), or after
+    ``CustomerNumber`` in any of the rules' wordings (``CustomerNumber=...``, ``CustomerNumber ... does not
+    match``, quoted or not) with the same digits. The reason's wording belongs to the rules, not to explain."""
+    needle, digits = typed.strip(), normalize_number(typed)
+    if not digits:
+        return []
+    for row in waiting[:_MAX_SEARCHED]:
+        entries = reads.account_refusals(conn, code, str(row["row_key"]))
+        for r in entries:
+            reason = r["reason"] or ""
+            named = {normalize_number(m) for m in _NUMBER_IN_REASON.findall(reason)}
+            if (len(needle) >= 3 and needle in reason) or digits in named:
+                return entries
+    return []
+
+
+def _run_at(conn: psycopg.Connection, code: str, moment: datetime) -> str | None:
+    """The run that was under way at ``moment`` (the last one started before it): the run that first
+    put a record in quarantine."""
+    started = reads.runs_between(conn, code, moment - timedelta(days=2), moment + timedelta(microseconds=1))
+    return started[0]["run_key"] if started else None
+
+
+def _since(run: str | None, moment: datetime, zone: str) -> str:
+    return f"run {run} ({_local(moment, zone)})" if run else _local(moment, zone)
 
 
 def _zone(conn: psycopg.Connection, community: Community) -> str:

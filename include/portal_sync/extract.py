@@ -15,6 +15,17 @@ PostgreSQL, where it is staged, cannot hold it): the reader flags it here. A dia
 
 What differs between engines (the SELECT's columns, how parameters are sent, buffer sizes, whether
 and how a big read is split) comes from the source's dialect (``portal_sync.source``).
+
+Two checks guard every read of an extract (``read_extract``). Its declared columns are compared with
+the source's catalog first (``source.check_columns``): a dropped, renamed or retyped column fails the
+data set by name instead of publishing a literal or a rounded value. And every reading connection
+proves it reaches the run's community (``expected_org``): arrow-odbc opens its own connection per
+query and offers no hook on it, so the same connection string opens a pyodbc connection that reads
+SM_Organization immediately before the read and again after its last batch (each split piece in its
+own child process does the same); a different OrgCode at either end fails the read. The gap left:
+a source swapped after the first check and swapped back before the second, during one read, goes
+unseen; and the check trusts that the same string reaches the same database on a new connection
+moments apart (a name resolving to another server in between is the case it cannot exclude).
 """
 
 from __future__ import annotations
@@ -28,15 +39,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from portal_sync.datasets import Extract, SourceColumn
-from portal_sync.source import ExtractError, connect, dialect_of
-from portal_sync.source.dialect import UNREADABLE, Dialect, Read
+from portal_sync.names import ROW_ID, UNREADABLE
+from portal_sync.source import ExtractError, check_columns, connect, dialect_of, verify_organization
+from portal_sync.source.dialect import Dialect, Read
 from portal_sync.split_read import read_at_once
 
 __all__ = ["BATCH_ROWS", "NUL_SHOWN", "ROW_ID", "UNREADABLE", "ExtractError", "ExtractStats", "Read",
            "arrow_schema", "arrow_type", "read_batches", "read_extract", "read_pieces", "select_sql",
            "staged_schema"]
 
-ROW_ID = "_row_id"
 BATCH_ROWS = 50_000
 NUL_SHOWN = "\u2400"  # a NUL character as staged (PostgreSQL text cannot hold NUL); the row is refused
 
@@ -104,12 +115,14 @@ def read_batches(
     stats: ExtractStats | None = None,
     where: str | None = None,
     parameters: list[object] | None = None,
+    expected_org: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream one read of the extract as Arrow batches with a ``_row_id`` column numbering the rows from 1.
 
     The row id is the staging surrogate key: it identifies a refused row even when its business key
     is NULL or duplicated. ``where`` and ``parameters`` are one ``Read``; ``dialect`` is the
-    source's (asked of the source when not given).
+    source's (asked of the source when not given). With ``expected_org``, the source must be that
+    organization's Caselle just before the read and after its last batch (module docstring).
     """
     from arrow_odbc import read_arrow_batches_from_odbc
 
@@ -120,6 +133,8 @@ def read_batches(
     staged = staged_schema(extract)
     declared = len(extract.columns)
     options = dialect.reader_options()
+    if expected_org is not None:
+        verify_organization(connection_string, expected_org, extract.table)
     try:
         where, parameters = dialect.statement((where, parameters))
         reader = read_arrow_batches_from_odbc(
@@ -141,6 +156,8 @@ def read_batches(
             stats.rows += batch.num_rows
             stats.batches += 1
             yield pa.RecordBatch.from_arrays([ids, *columns, flags], schema=staged)
+        if expected_org is not None:  # the rows came from the same Caselle to the end
+            verify_organization(connection_string, expected_org, extract.table)
     except Exception as exc:  # arrow-odbc raises its own Error type; name what it means for this read
         if "too large to be written into the allocated buffer" in str(exc):
             raise ExtractError(
@@ -154,27 +171,34 @@ def read_batches(
 
 def read_pieces(
     connection_string: str, extract: Extract, pieces: Sequence[Read], *,
-    stats: ExtractStats, batch_rows: int = BATCH_ROWS,
+    stats: ExtractStats, batch_rows: int = BATCH_ROWS, expected_org: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The pieces of one read, each by its own child process at once (``split_read``); their batches
-    as they arrive, rows numbered in that order."""
+    as they arrive, rows numbered in that order. Each child checks ``expected_org`` on its own."""
     dialect = dialect_of(connection_string)
     readers = [partial(read_batches, connection_string, extract, dialect=dialect, batch_rows=batch_rows,
-                       where=where, parameters=parameters) for where, parameters in pieces]
+                       where=where, parameters=parameters, expected_org=expected_org)
+               for where, parameters in pieces]
     return read_at_once(readers, staged_schema(extract), stats=stats, what=extract.table, piece=dialect.piece)
 
 
 def read_extract(
     connection_string: str, extract: Extract, reads: Sequence[Read], *,
-    stats: ExtractStats, streams: int = 1,
+    stats: ExtractStats, streams: int = 1, expected_org: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Every read of one extract, one after another; the first (the big one) in ``streams`` pieces
-    read side by side when the source's dialect says that pays (docs/adr/0008)."""
+    read side by side when the source's dialect says that pays (docs/adr/0008).
+
+    The source's columns are checked against the declarations first (``source.check_columns``), and
+    with ``expected_org`` every reading connection, in this process or a child, proves it reaches
+    that organization's Caselle (module docstring).
+    """
+    check_columns(connection_string, extract)
     dialect = dialect_of(connection_string)
     for i, read in enumerate(reads):
         pieces = dialect.split(partial(connect, connection_string), extract, read, streams) if i == 0 else [read]
         if len(pieces) > 1:
-            yield from read_pieces(connection_string, extract, pieces, stats=stats)
+            yield from read_pieces(connection_string, extract, pieces, stats=stats, expected_org=expected_org)
         else:
             yield from read_batches(connection_string, extract, dialect=dialect, stats=stats, where=read[0],
-                                    parameters=read[1])
+                                    parameters=read[1], expected_org=expected_org)

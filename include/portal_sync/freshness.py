@@ -29,7 +29,7 @@ def schedule_interval(community: Community, at: datetime | None = None) -> timed
     """The time between two ticks of the community's schedule (at ``at``)."""
     zone = ZoneInfo(community.time_zone or "UTC")
     start = (at or datetime.now(UTC)).astimezone(zone)
-    ticks = croniter(community.schedule, start)
+    ticks = croniter(community.effective_schedule, start)
     first = ticks.get_next(datetime)
     return ticks.get_next(datetime) - first
 

@@ -42,6 +42,7 @@ class DatasetPlan:
     window_start: datetime | None = None
     window_end: datetime | None = None
     why: str = ""
+    changes_since: datetime | None = None  # a reconciliation also reads what changed since the mark
 
     def describe(self) -> str:
         if self.mode == "skipped":
@@ -82,7 +83,7 @@ def plan_dataset(community: Community, request: RunRequest, ds: Dataset, mark: d
         since = None if request.reconcile_all_history else now - timedelta(days=community.reconcile_days)
         why = "reconciliation requested" if request.reconcile else (
             f"reconciliation due: '{community.reconcile_schedule}' ticks inside the window")
-        return DatasetPlan(ds.name, "reconcile", since, window.end, why)
+        return DatasetPlan(ds.name, "reconcile", since, window.end, why, changes_since=window.start)
     return DatasetPlan(ds.name, "window", window.start, window.end,
                        f"from the mark and the data interval, less {community.look_back_minutes} min look-back")
 
@@ -131,6 +132,14 @@ def primary_reads(ds: Dataset, plan: DatasetPlan, zone: ZoneInfo, quarantined_ke
             return [(None, None)]
         assert plan.window_start is not None
         where, params = f"{q(column)} >= ?", [dialect.date_param(plan.window_start.astimezone(zone).date())]
+        if plan.changes_since is not None and plan.window_end is not None:
+            # ... and every row that changed since the mark, whatever its date: the mark moves past them
+            # (a period close's BEGBAL lines are dated PurgeBefore, years before the compared range).
+            naive_start, naive_end = local_bounds(Window(plan.changes_since, plan.window_end), zone)
+            bounds = [dialect.timestamp_param(whole_seconds(naive_start)),
+                      dialect.timestamp_param(whole_seconds(naive_end, round_up=True))]
+            where = " OR ".join([where, *(f"({q(c)} >= ? AND {q(c)} < ?)" for c in ds.signals)])
+            params = params + bounds * len(ds.signals)
     else:
         raise ValueError(f"{ds.name}: a {plan.mode} data set has no reads")
     reads: list[Read] = [(f"({where})", params)]

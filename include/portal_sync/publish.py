@@ -17,7 +17,7 @@ so a refused row keeps its previous portal version (docs/adr/0002).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -26,7 +26,7 @@ from psycopg import sql
 
 from portal_sync.datasets import DATASETS, Dataset, Extract
 from portal_sync.sqltext import quote_pg_ident as _q
-from portal_sync.sqltext import render_staged
+from portal_sync.sqltext import render_relations, render_staged
 from portal_sync.stage import BIG_STATEMENT_MEMORY
 from portal_sync.store import marks, quality
 
@@ -49,6 +49,7 @@ class PublishCounts:
     archived: int = 0
     seconds: float = 0.0
     mark_after: datetime | None = None
+    first_load: bool = False  # the community's first rows in the table: its statistics must be gathered
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,26 +64,37 @@ class PublishInput:
     mode: str = "full"  # full | window | reconcile
     read_at: datetime | None = None  # when the source read began (row version)
     new_mark: datetime | None = None  # high-water mark this publish may advance to
+    unchanged_rows: int | None = None  # set when probe.py found nothing to publish: only the mark moves
 
 
 @dataclass(frozen=True)
 class DeleteGuard:
+    """Stops a data set whose publish would tombstone more than ``max_share`` of its live rows.
+
+    Lines a period close purged (dated before the latest PurgeBefore) are passed as ``closed``: their
+    archiving is the announced outcome of the close, so they count neither as doomed nor in the base
+    the share is taken of (the ledger the close leaves live).
+    """
+
     max_share: float = 0.10
     min_rows: int = 25
     allowed: tuple[str, ...] = ()
 
-    def check(self, dataset: str, community: str, doomed: int, live: int) -> None:
+    def check(self, dataset: str, community: str, doomed: int, live: int, closed: int = 0) -> None:
+        doomed, live = doomed - closed, live - closed
         if dataset in self.allowed or doomed <= max(self.min_rows, self.max_share * live):
             return
+        besides = f" ({closed} line(s) dated before the period close's PurgeBefore are archived and not counted)" \
+            if closed else ""
         raise MassDeleteRefused(
-            f"{community} {dataset}: would delete or archive {doomed} of {live} live rows "
+            f"{community} {dataset}: would delete or archive {doomed} of {live} live rows{besides} "
             f"(more than {self.max_share:.0%}); not published. If the source really lost them, allow it once: "
             f"trigger the DAG with conf {{\"allow_mass_delete\": [\"{dataset}\"]}} "
             f"(airflow dags trigger <dag_id> --conf '{{\"allow_mass_delete\": [\"{dataset}\"]}}')"
         )
 
 
-def _resident_scope(enabled: Sequence[str]) -> str:
+def resident_scope(enabled: Sequence[str]) -> str:
     """Contacts a live portal account (holder or landlord) or assessment (owner) points to."""
     parts = []
     if "accounts" in enabled:
@@ -102,9 +114,14 @@ def _resident_scope(enabled: Sequence[str]) -> str:
     return "(" + (" OR ".join(parts) or "false") + ")"
 
 
-def projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, mode: str) -> str:
+def projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, mode: str, *,
+                   relations: Mapping[str, str] | None = None, row_id: bool = False) -> str:
     """The accepted staged rows as portal rows (refused rows left out), with ``%(community)s``,
-    ``%(read_at)s``, ``%(run_key)s`` and ``%(dataset)s`` parameters; the merge reads from it."""
+    ``%(read_at)s``, ``%(run_key)s`` and ``%(dataset)s`` parameters; the merge reads from it.
+
+    ``relations`` puts row sources of the sync's own making in place of the staging tables
+    (probe.py: the rows of an idle run, compared without creating a table); ``row_id`` adds the
+    staged row's ``_row_id`` (which staged rows would change the portal)."""
     exprs = dict(ds.projection)
     if ds.name == "charges" and mode != "full":
         # A window holds only part of the ledger: a line stays voided once a VOID named it.
@@ -114,11 +131,10 @@ def projection_sql(ds: Dataset, tables: Mapping[str, str], scope: str | None, mo
         )
     cols = ", ".join(f"{expr} AS {_q(col)}" for col, expr in exprs.items())
     where = quality.refused_row_filter("s") + (f" AND {scope}" if scope else "")
-    return render_staged(
-        f"SELECT %(community)s::text AS community_code, {cols}, %(read_at)s::timestamptz AS source_read_at"
-        f" FROM {ds.from_clause} WHERE {where}",
-        tables,
-    )
+    staged_id = ', s."_row_id"' if row_id else ""
+    text = (f"SELECT %(community)s::text AS community_code, {cols}, %(read_at)s::timestamptz AS source_read_at"
+            f"{staged_id} FROM {ds.from_clause} WHERE {where}")
+    return render_relations(text, relations) if relations is not None else render_staged(text, tables)
 
 
 def merge_dataset(
@@ -138,7 +154,7 @@ def merge_dataset(
     counts = PublishCounts()
     target = f"portal.{_q(ds.portal_table)}"
     args = {**params, "community": community, "run_key": run_key, "dataset": ds.name, "read_at": item.read_at}
-    scope = _resident_scope(enabled) if ds.name == "residents" else None
+    scope = resident_scope(enabled) if ds.name == "residents" else None
 
     all_cols = ", ".join(_q(c) for c in (*ds.portal_columns, "source_read_at"))
     projection = projection_sql(ds, tables, scope, mode)
@@ -151,6 +167,7 @@ def merge_dataset(
         counts.inserted = conn.execute(
             f"INSERT INTO {target} ({all_cols}) SELECT {all_cols} FROM ({projection}) p", args
         ).rowcount
+        counts.first_load = True
         counts.seconds = round(time.monotonic() - started, 3)
         return counts
 
@@ -195,7 +212,10 @@ def merge_dataset(
     key_join = " AND ".join(f"t.{_q(k)} = p.{_q(k)}" for k in key_cols)
     conn.execute(
         f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.* FROM {projected} p"
-        f" LEFT JOIN {target} t ON {key_join} WHERE t.community_code IS NULL OR {changed_p}",
+        # The community named, not only joined on: else PostgreSQL reads every community's rows
+        # (a reconciliation in a 100-town portal: 80 s instead of 2, docs/benchmarks/portal-scale.md).
+        f" LEFT JOIN {target} t ON {key_join} AND t.community_code = %(community)s"
+        f" WHERE t.community_code IS NULL OR {changed_p}",
         args,
     )
     conn.execute(f"ANALYZE {todo}")
@@ -203,7 +223,7 @@ def merge_dataset(
     counts.restored, counts.superseded = conn.execute(
         f"SELECT count(*) FILTER (WHERE ({was_gone}) AND {newer_sql.format(new='p')}),"
         f" count(*) FILTER (WHERE {changed_p} AND NOT ({newer_sql.format(new='p')}))"
-        f" FROM {todo} p JOIN {target} t USING ({key_list})"
+        f" FROM {todo} p JOIN {target} t USING ({key_list}) WHERE t.community_code = %(community)s", args
     ).fetchone()
 
     sets = ", ".join(
@@ -263,7 +283,13 @@ def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], sco
         f"CREATE TEMP TABLE {gone_keys} ON COMMIT DROP AS SELECT {keep} FROM {target} t WHERE {live} AND {gone}", args
     ).rowcount
     live_rows = conn.execute(f"SELECT count(*) FROM {target} t WHERE {live}", args).fetchone()[0]
-    guard.check(ds.name, community, doomed, live_rows)
+    closed = 0
+    if ds.delete_mode == "archive_or_soft" and doomed:
+        # Dated before the latest PurgeBefore: a period close purged them, they are archived, not lost.
+        purge = f'(SELECT max("PurgeBefore") FROM {render_staged("{period_closes}", tables)})'
+        closed = conn.execute(f"SELECT count(*) FROM {gone_keys} g WHERE g.transaction_date < {purge}",
+                              args).fetchone()[0]
+    guard.check(ds.name, community, doomed, live_rows, closed=closed)
     if not doomed:
         return
     hide = ", portal_visible = false" if "portal_visible" in ds.projection else ""
@@ -271,7 +297,6 @@ def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], sco
     by_key = " AND ".join(f"t.{_q(k)} = g.{_q(k)}" for k in ds.key)
     doomed_rows = f"FROM {gone_keys} g WHERE t.community_code = %(community)s AND {by_key}"
     if ds.delete_mode == "archive_or_soft":
-        purge = f'(SELECT max("PurgeBefore") FROM {render_staged("{period_closes}", tables)})'
         counts.archived = conn.execute(
             f"UPDATE {target} t SET archived_at = now(), {stamp} {doomed_rows} AND g.transaction_date < {purge}",
             args,
@@ -307,6 +332,8 @@ def _keys_extract(item: PublishInput) -> Extract:
 
 
 ANALYZE_AFTER_ROWS = 10_000
+# The portal tables sync.analyze_portal_table (migration 0013) accepts: the same fixed list.
+ANALYZABLE_TABLES = ("communities", "accounts", "residents", "charges", "payments", "balances", "assessments")
 
 
 def refresh_statistics(conn: psycopg.Connection, counts: Mapping[str, PublishCounts]) -> list[str]:
@@ -315,13 +342,17 @@ def refresh_statistics(conn: psycopg.Connection, counts: Mapping[str, PublishCou
     After a city's first load the planner still believed the community had one row and ran the
     next reconciliation's tombstone pass as millions of index probes (docs/benchmarks). Outside
     the publish transaction, so two communities' publishes never wait on each other's ANALYZE.
+    Through ``sync.analyze_portal_table``: PostgreSQL skips (with a mere WARNING) an ANALYZE by the
+    writer group, which owns no portal table (docs/adr/0006); the function runs as their owner.
+    A community's first load is analysed whatever its size: in a fleet's table a town is too small
+    for autovacuum to notice, and the planner estimated it at one row (docs/benchmarks/portal-scale.md).
     """
     analyzed = []
     for name, c in counts.items():
-        if c.inserted + c.updated + c.deleted + c.archived >= ANALYZE_AFTER_ROWS:
-            table = f"portal.{_q(DATASETS[name].portal_table)}"
-            conn.execute(f"ANALYZE {table}")
-            analyzed.append(table)
+        if c.first_load or c.inserted + c.updated + c.deleted + c.archived >= ANALYZE_AFTER_ROWS:
+            table = DATASETS[name].portal_table
+            conn.execute("SELECT sync.analyze_portal_table(%s)", (table,))
+            analyzed.append(f"portal.{_q(table)}")
     return analyzed
 
 
@@ -342,8 +373,11 @@ def publish(
     enabled: Sequence[str],
     visible_statuses: Sequence[str],
     guard: DeleteGuard | None = None,
+    merged: Callable[[int], object] | None = None,
 ) -> PublishOutcome:
-    """Merge every given data set in one transaction; a data set the delete guard stops is left out."""
+    """Merge every given data set in one transaction; a data set the delete guard stops is left out.
+
+    ``merged`` is told the rows each data set's merge went through, as it finishes (progress lines)."""
     params = {"tz": time_zone, "visible_statuses": list(visible_statuses)}
     guard = guard or DeleteGuard()
     by_name = {i.dataset.name: i for i in inputs}
@@ -365,11 +399,17 @@ def publish(
                 continue
             try:
                 with conn.transaction():  # a savepoint: a refused data set leaves no trace
-                    counts = merge_dataset(conn, item, community=community, run_key=run_key, params=params,
-                                           enabled=enabled, guard=guard)
-                    _maintain_quarantine(conn, item, community, run_key)
+                    if item.unchanged_rows is not None:
+                        counts = PublishCounts(unchanged=item.unchanged_rows)
+                    else:
+                        counts = merge_dataset(conn, item, community=community, run_key=run_key, params=params,
+                                               enabled=enabled, guard=guard)
+                        _maintain_quarantine(conn, item, community, run_key)
                     counts.mark_after = marks.advance_mark(conn, community, name, run_key, item.new_mark)
                 outcome.counts[name] = counts
+                if merged is not None:
+                    merged(counts.inserted + counts.updated + counts.unchanged + counts.superseded
+                           + counts.deleted + counts.archived)
             except MassDeleteRefused as exc:
                 outcome.refused[name] = str(exc)
     return outcome

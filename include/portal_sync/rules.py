@@ -4,27 +4,31 @@ Rules are generated, not written per data set: a declared key gives the key rule
 declared reference gives an orphan rule, a money column gives the exactness rule, a
 code set gives the code rule. Row rules are SQL predicates over a staged row ``s``
 (other staging tables of the run as ``{extract_name}``); table checks judge the staged
-table as a whole. The community's configuration (config.Quality) sets severities and
-thresholds; this module reads it through the ``QualitySettings`` protocol and never imports
+table as a whole. The community's configuration (config.Quality) sets severities, ``mostly``
+and thresholds; this module reads it through the ``QualitySettings`` protocol and never imports
 it, so the configuration can check its severity keys against ``known_checks``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
 from portal_sync.datasets import DATASETS, DEFAULT_MAX_AMOUNT, Dataset, SourceColumn
-from portal_sync.extract import ROW_ID, UNREADABLE
+from portal_sync.names import ROW_ID, UNREADABLE
 from portal_sync.sqltext import quote_pg_ident as _q
 from portal_sync.sqltext import sql_literal as _lit
 
 Severity = Literal["refuse", "warn", "ignore"]
 
 KEY_UNIQUE = "key_unique"
+# The share of rows that must pass a row check for Great Expectations to call it a success, unless the
+# community tunes it (quality.mostly): integrity checks admit no bad row, plausibility checks 1 in 100.
+MOSTLY_INTEGRITY = 1.0
+MOSTLY_PLAUSIBLE = 0.99
 
 
 class QualitySettings(Protocol):
@@ -37,6 +41,8 @@ class QualitySettings(Protocol):
 
     def severity_of(self, dataset: str, check: str, default: str) -> str: ...
 
+    def mostly_of(self, dataset: str, check: str, default: float) -> float: ...
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -45,6 +51,40 @@ class Rule:
     bad_rows_where: str  # over alias ``s``; staging tables of the run as {extract_name}
     reason: str  # SQL text expression over ``s`` naming the offending value
     severity: Severity = "refuse"
+    # The values the plausibility placeholders took (``plausibility_parameters``): Great Expectations
+    # gets them as suite parameters of the stored suites, our SQL as literals. Not part of equality.
+    parameters: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+    # GX's ``mostly`` this run: its success flag and the report's pass/fail, never what is refused.
+    mostly: float = MOSTLY_INTEGRITY
+
+
+def plausibility_parameters(quality: QualitySettings | None = None, *, mask: str | None = None,
+                            today: date | None = None) -> dict[str, object]:
+    """The values of ``{min_date}``, ``{max_date}``, ``{max_amount}`` and ``{mask_regex}`` for a run
+    (``mask_regex`` only when SM_Organization has a mask)."""
+    max_amount = quality.max_amount if quality is not None else DEFAULT_MAX_AMOUNT
+    values: dict[str, object] = {
+        "min_date": "1950-01-01",
+        "max_date": f"{(today or date.today()).replace(day=1) + timedelta(days=2 * 366):%Y-%m-%d}",
+        "max_amount": f"{Decimal(str(max_amount)):f}",
+    }
+    if mask:
+        values["mask_regex"] = mask_regex(mask)
+    return values
+
+
+def fill_placeholders(where: str, parameters: Mapping[str, object]) -> str:
+    """SQL with the plausibility placeholders replaced by literals of ``parameters``."""
+    literals = {
+        "{min_date}": f"DATE '{parameters['min_date']}'" if "min_date" in parameters else None,
+        "{max_date}": f"DATE '{parameters['max_date']}'" if "max_date" in parameters else None,
+        "{max_amount}": str(parameters["max_amount"]) if "max_amount" in parameters else None,
+        "{mask_regex}": _lit(str(parameters["mask_regex"])) if "mask_regex" in parameters else None,
+    }
+    for placeholder, value in literals.items():
+        if value is not None:
+            where = where.replace(placeholder, value)
+    return where
 
 
 def _value_text(column: str) -> str:
@@ -68,30 +108,35 @@ def rules_for(dataset: Dataset, quality: QualitySettings | None = None, *, mask:
               today: date | None = None) -> list[Rule]:
     """Integrity rules (refuse by default: such a row has no correct portal form) and plausibility
     rules (warn by default: the row publishes, analysts see it), with the community's severities."""
-    rules = _integrity_rules(dataset)
-    max_amount = quality.max_amount if quality is not None else DEFAULT_MAX_AMOUNT
-    literals = {
-        "{max_amount}": f"{Decimal(str(max_amount)):f}",
-        "{min_date}": "DATE '1950-01-01'",
-        "{max_date}": f"DATE '{(today or date.today()).replace(day=1) + timedelta(days=2 * 366):%Y-%m-%d}'",
-        "{mask_regex}": _lit(mask_regex(mask)) if mask else None,
-    }
+    parameters = plausibility_parameters(quality, mask=mask, today=today)
+    carried = tuple(parameters.items())
+    rules = [replace(r, parameters=carried) for r in _integrity_rules(dataset)]
     for check in dataset.plausibility:
-        where = check.bad_rows_where
-        if "{mask_regex}" in where and not mask:
+        if "{mask_regex}" in check.bad_rows_where and "mask_regex" not in parameters:
             continue  # no mask in SM_Organization: nothing to compare with
-        for placeholder, value in literals.items():
-            if value is not None:
-                where = where.replace(placeholder, value)
-        rules.append(Rule(check.name, check.description, f"({where})", _reason(check.description, *check.columns),
-                          severity="warn"))
+        where = fill_placeholders(check.bad_rows_where, parameters)
+        reason = (_off_mask_reason(check.columns[0], str(mask)) if check.name == OFF_MASK
+                  else _reason(check.description, *check.columns))
+        rules.append(Rule(check.name, check.description, f"({where})", reason, severity="warn", parameters=carried,
+                          mostly=MOSTLY_PLAUSIBLE))
     if quality is None:
         return rules
+    # A settings object without ``mostly_of`` (a stand-in of the thresholds only) keeps the defaults.
+    mostly_of = getattr(quality, "mostly_of", None)
     return [
-        Rule(r.name, r.description, r.bad_rows_where, r.reason,
-             quality.severity_of(dataset.name, r.name, r.severity))  # type: ignore[arg-type]
+        replace(r, severity=quality.severity_of(dataset.name, r.name, r.severity),  # type: ignore[arg-type]
+                mostly=mostly_of(dataset.name, r.name, r.mostly) if mostly_of else r.mostly)
         for r in rules
     ]
+
+
+OFF_MASK = "number_off_mask"
+
+
+def _off_mask_reason(column: str, mask: str) -> str:
+    """What is wrong with a number off the mask: the value, and that it does not match the mask."""
+    return (f"concat({_lit(column + ' ')}, {_value_text(column)},"
+            f" {_lit(' does not match the community' + chr(39) + 's customer-number mask ' + mask)})")
 
 
 def mask_regex(mask: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from portal_sync.stage import STAGE_SCHEMA
+from portal_sync.names import STAGE_SCHEMA
 
 
 def quote_pg_ident(name: str) -> str:
@@ -23,6 +23,13 @@ def sql_literal(text: str) -> str:
 
 def render_staged(text: str, tables: Mapping[str, str]) -> str:
     """Put the run's staging tables in place of ``{extract_name}`` in SQL text."""
-    for name, table in tables.items():
-        text = text.replace("{" + name + "}", f"{quote_pg_ident(STAGE_SCHEMA)}.{quote_pg_ident(table)}")
+    return render_relations(text, {name: f"{quote_pg_ident(STAGE_SCHEMA)}.{quote_pg_ident(table)}"
+                                   for name, table in tables.items()})
+
+
+def render_relations(text: str, relations: Mapping[str, str]) -> str:
+    """Put relations (a table name or a parenthesised row source built by the sync, never user
+    text) in place of ``{extract_name}`` in SQL text."""
+    for name, relation in relations.items():
+        text = text.replace("{" + name + "}", relation)
     return text

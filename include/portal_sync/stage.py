@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 import psycopg
 import pyarrow as pa
@@ -18,8 +19,9 @@ from psycopg import sql
 
 from portal_sync.datasets import Extract, SourceColumn
 from portal_sync.extract import ROW_ID, UNREADABLE
+from portal_sync.names import STAGE_SCHEMA
+from portal_sync.store import runs
 
-STAGE_SCHEMA = "stage"
 # Memory per sort or hash of the sync's few big statements (staging index builds, the duplicate-key
 # check, the publish's classify join), set LOCAL to their transactions. At the server defaults
 # (4 MB, 64 MB for index builds) a city ledger's sorts and hashes spilled to gigabytes of temp files.
@@ -50,8 +52,40 @@ def stage_table_name(key: str, dataset: str, extract: Extract) -> str:
     return name
 
 
+def row_ids_table_name(key: str, dataset: str, what: str) -> str:
+    """A run's list of staged row ids (e.g. the rows it would change), dropped with its staging tables."""
+    name = f"{key}__{dataset}__{what}"
+    if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
+        raise ValueError(f"unsafe staging table name {name!r}")
+    return name
+
+
+def qualified(table: str) -> str:
+    """A staging table's name as SQL text, schema included and quoted."""
+    return sql.Identifier(STAGE_SCHEMA, table).as_string(None)
+
+
+def save_row_ids(conn: psycopg.Connection, table: str, select: str, params: dict) -> int:
+    """Keep the ``_row_id`` values a SELECT returns in a fresh staging table; return how many.
+
+    Great Expectations runs on its own connections: what it reads must be a real table, not a
+    temporary one of this session."""
+    ident = sql.Identifier(STAGE_SCHEMA, table)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    count = conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS ").format(ident).as_string(conn) + select,
+                         params).rowcount
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, sql.Identifier(ROW_ID)))
+    conn.execute(sql.SQL("ANALYZE {}").format(ident))
+    return count
+
+
+def pg_type(column: SourceColumn) -> str:
+    """The staging column type of a declared source column."""
+    return _PG_TYPES[column.kind]
+
+
 def _column_ddl(column: SourceColumn) -> sql.Composable:
-    return sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(_PG_TYPES[column.kind]))
+    return sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(pg_type(column)))
 
 
 def create_table(conn: psycopg.Connection, table: str, extract: Extract) -> None:
@@ -142,3 +176,49 @@ def drop_run_tables(conn: psycopg.Connection, key: str) -> list[str]:
     names = [r[0] for r in rows]
     drop_tables(conn, names)
     return names
+
+
+_RUN_KEY = re.compile(r"([a-z0-9_]+)_[0-9a-f]{12}")  # run_key(): <community in lower case>_<12 hex digits>
+
+
+@dataclass
+class SweepResult:
+    """What a sweep found: the dead runs' staging tables it dropped and the runs it closed."""
+
+    dropped_tables: list[str] = field(default_factory=list)
+    abandoned_runs: list[str] = field(default_factory=list)
+    alive_runs: list[str] = field(default_factory=list)  # left alone: a process of theirs may still work
+
+
+def sweep_orphans(conn: psycopg.Connection, community: str | None = None) -> SweepResult:
+    """Drop the staging tables of dead runs and close their ``running`` records as ``abandoned``.
+
+    A killed run never reaches its cleanup, and every new run has a new key, so nothing else would
+    remove what it left. Dead is judged per run by ``store.runs.dead_run`` (no session holds its lock,
+    nothing of it moved lately), holding the run's lock meanwhile: a live run of the same community,
+    this caller's own included, is left untouched. ``community`` narrows the sweep to one community's
+    runs; None sweeps all. Needs an autocommit connection (each run is dropped and closed on its own).
+    """
+    prefix = None if community is None else community.lower()
+    keys: dict[str, list[str]] = {}
+    for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1",
+                                 (STAGE_SCHEMA,)).fetchall():
+        key = table.split("__", 1)[0]
+        match = _RUN_KEY.fullmatch(key)
+        if "__" in table and match and (prefix is None or match.group(1) == prefix):
+            keys.setdefault(key, []).append(table)
+    for key in runs.sweep_candidates(conn, community):
+        keys.setdefault(key, [])
+    result = SweepResult()
+    for key, tables in keys.items():
+        with runs.dead_run(conn, key) as dead:
+            if dead is False:
+                result.alive_runs.append(key)
+                continue
+            drop_tables(conn, tables)
+            result.dropped_tables += tables
+            if not isinstance(dead, bool) and runs.abandon_run(
+                    conn, key, dead, "abandoned: no process of the run was alive (killed or lost); its staging"
+                                     " tables were dropped by the sweep of a later run"):
+                result.abandoned_runs.append(key)
+    return result

@@ -39,8 +39,9 @@ NO_IO = textwrap.dedent(
 PARSE = textwrap.dedent(
     """
     import json, sys
-    from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder=sys.argv[1])
+    from airflow.dag_processing.dagbag import BundleDagBag
+    # As the DAG processor and the task runner parse: the bundle's folder is on sys.path.
+    bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1], bundle_name="dags-folder")
     out = {
         "errors": {k.rsplit("/", 1)[-1]: v for k, v in bag.import_errors.items()},
         "dags": {
@@ -50,12 +51,16 @@ PARSE = textwrap.dedent(
                 "max_active_runs": dag.max_active_runs,
                 "catchup": dag.catchup,
                 "retries": {t.task_id: t.retries for t in dag.tasks},
-                "outlets": sorted(getattr(o, "uri", "") for o in dag.get_task("publish").outlets),
+                "outlets": sorted(getattr(o, "uri", "") for o in dag.get_task("sync").outlets),
                 "params": sorted(dag.params.keys()),
                 "pools": sorted({t.pool for t in dag.tasks}),
                 "tags": sorted(dag.tags),
-                "outcome": {"trigger_rule": getattr(dag.get_task("outcome").trigger_rule, "value", ""),
-                            "upstream": sorted(dag.get_task("outcome").upstream_task_ids)},
+                "mapped": sorted(t.task_id for t in dag.tasks if getattr(t, "is_mapped", False)),
+                "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+                "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", "") for t in dag.tasks},
+                "cron": getattr(dag.timetable, "expression", None),
+                "doc": dag.doc_md or "",
+                "file": dag.fileloc.rsplit("/", 1)[-1],
             }
             for dag_id, dag in bag.dags.items()
         },
@@ -97,6 +102,28 @@ def test_every_dag_file_imports_without_io(shipped):
     assert shipped["errors"] == {}
 
 
+def test_the_communities_are_dealt_over_the_dag_files_each_once(tmp_path, monkeypatch):
+    """At fleet size each DAG file holds about a quarter of the communities (its own processor budget)."""
+    monkeypatch.syspath_prepend(str(ROOT / "dags"))
+    from caselle_sync import SHARDS, shard_of
+
+    codes = [f"T{i:03d}" for i in range(200)]
+    config = tmp_path / "fleet.yaml"
+    entries = [{"code": c, "caselle_conn_id": f"caselle_{c.lower()}", "time_zone": "America/Denver"} for c in codes]
+    config.write_text(yaml.safe_dump({"communities": entries}))
+    result = parse_dags(tmp_path, config)
+    assert result["errors"] == {}
+    assert set(result["dags"]) == {f"caselle_sync_{code.lower()}" for code in codes}
+    per_file: dict[str, int] = {}
+    for code in codes:
+        file = result["dags"][f"caselle_sync_{code.lower()}"]["file"]
+        shard = shard_of(code)
+        assert file == ("caselle_sync.py" if shard == 0 else f"caselle_sync_{shard}.py"), (code, file)
+        per_file[file] = per_file.get(file, 0) + 1
+    assert len(per_file) == SHARDS
+    assert all(30 <= n <= 70 for n in per_file.values()), per_file
+
+
 def test_one_dag_per_configured_community(shipped):
     from portal_sync.config import load_config
 
@@ -104,21 +131,22 @@ def test_one_dag_per_configured_community(shipped):
     assert set(shipped["dags"]) == {c.dag_id for c in config.communities}
     for community in config.communities:
         dag = shipped["dags"][community.dag_id]
-        expected = {"prepare", "publish", "cleanup", "report", "freshness", "outcome"}
-        expected |= {f"{name}.{step}" for name in community.datasets for step in ("extract", "validate")}
-        assert set(dag["tasks"]) == expected
+        # Three tasks whatever the data sets (docs/adr/0010): the run, the data sets that failed, freshness.
+        assert set(dag["tasks"]) == {"sync", "failed", "freshness"}
+        assert dag["mapped"] == ["failed"]  # mapped over the failures only: an idle run starts nothing there
+        assert dag["upstream"] == {"sync": [], "failed": ["sync"], "freshness": ["sync"]}
+        assert dag["trigger_rules"]["freshness"] == "all_done"
         assert dag["timetable"] == "CronDataIntervalTimetable"
+        assert dag["cron"] == community.effective_schedule
         assert dag["max_active_runs"] == 1
         assert dag["catchup"] is False
-        # transient source and database errors are retried; the freshness alert is not
-        assert all(n >= 2 for task_id, n in dag["retries"].items() if task_id not in ("freshness", "outcome")), \
-            dag["retries"]
-        assert dag["retries"]["freshness"] == dag["retries"]["outcome"] == 0
-        # a run with a task failed for good ends failed, though cleanup/report/freshness always succeed
-        assert dag["outcome"]["trigger_rule"] == "one_failed"
-        assert dag["outcome"]["upstream"] == sorted(expected - {"outcome"})
+        # transient source and database errors are retried; a data set's verdict and the freshness alert are not
+        assert dag["retries"]["sync"] >= 2, dag["retries"]
+        assert dag["retries"]["freshness"] == dag["retries"]["failed"] == 0
         assert dag["outlets"] == sorted(f"portal://{community.code.lower()}/{name}" for name in community.datasets)
-        assert {"datasets", "reconcile", "dry_run", "allow_mass_delete"} <= set(dag["params"])
+        assert set(dag["params"]) == {"datasets", "reconcile", "reconcile_all_history", "window_start",
+                                      "window_end", "dry_run", "allow_mass_delete"}
+        assert "`datasets`" in dag["doc"] and "`window_start`" in dag["doc"]
         assert community.pool in dag["pools"]
         assert "caselle-sync" in dag["tags"]
 

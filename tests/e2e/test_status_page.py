@@ -7,8 +7,8 @@ scheduler, and the machine is small.
 
 Headless Chromium is driven through chromedriver's W3C WebDriver HTTP API with urllib, so the
 test needs no Python package beyond the standard library. It logs in through Airflow's own
-login form, reads the page, follows a report link, asks the explain form, and opens the page
-inside the Airflow UI. ``CPS_UPDATE_SCREENSHOTS=1`` also writes that view to
+login form, reads the fleet summary and each community's detail, follows a report link, asks the
+explain form, and opens the page inside the Airflow UI. ``CPS_UPDATE_SCREENSHOTS=1`` also writes that view to
 docs/status-page.png (kept in the repository; off by default so a test run leaves the checkout
 unchanged).
 """
@@ -379,13 +379,27 @@ def test_a_browser_logs_in_and_sees_both_communities(status_airflow, browser, tm
     browser.type(username, "admin")
     browser.type(browser.find("input[name=password]"), os.environ.get("CPS_AIRFLOW_PASSWORD", "admin"))
     browser.click(browser.find("button[type=submit]"))
-    browser.wait_for("section.community[data-community=SHELBYVL]")
+    # the fleet summary: one line per community
+    browser.wait_for("table.fleet tr[data-community=SHELBYVL]")
     assert browser.url == f"{base}/sync-status/"
-    sections = browser.js("return Array.from(document.querySelectorAll('section.community'))"
-                          ".map(s => [s.dataset.community, s.querySelectorAll('tbody tr').length])")
-    assert sections == [["SPRINGFLD", 6], ["SHELBYVL", 5]]
+    lines = browser.js("return Array.from(document.querySelectorAll('table.fleet tr[data-community]'))"
+                       ".map(r => r.dataset.community)")
+    assert sorted(lines) == ["SHELBYVL", "SPRINGFLD"], lines
     text = browser.js("return document.body.innerText")
-    assert "City of Springfield" in text and "Shelbyville" in text and "orphan_account" in text
+    assert "City of Springfield" in text and "Shelbyville" in text
+
+    # each community's line leads to its detail: a row per data set
+    sections = {}
+    for code in ("SPRINGFLD", "SHELBYVL"):
+        browser.get(f"{base}/sync-status/")
+        browser.click(browser.wait_for(f"table.fleet tr[data-community={code}] a"))
+        browser.wait_for(f"section.community[data-community={code}]")
+        sections[code] = browser.js("return Array.from(document.querySelectorAll('section.community'))"
+                                    ".map(s => [s.dataset.community, s.querySelectorAll('tbody tr').length])")
+    assert sections == {"SPRINGFLD": [["SPRINGFLD", 6]], "SHELBYVL": [["SHELBYVL", 5]]}, sections
+    browser.get(f"{base}/sync-status/?community=SPRINGFLD")
+    browser.wait_for("section.community[data-community=SPRINGFLD]")
+    assert "orphan_account" in browser.js("return document.body.innerText")
 
     # the report link of a data set works in the browser
     link = browser.find("section[data-community=SPRINGFLD] tr[data-dataset=charges] a")
@@ -405,7 +419,7 @@ def test_a_browser_logs_in_and_sees_both_communities(status_airflow, browser, tm
     browser.get(f"{base}/plugin/sync-status")
     frame_text = _wait("the status page in the Airflow UI", lambda: browser.js(
         "const f = document.querySelector('iframe');"
-        "return f && f.contentDocument && f.contentDocument.querySelector('section.community[data-community=SHELBYVL]')"
+        "return f && f.contentDocument && f.contentDocument.querySelector('tr[data-community=SHELBYVL]')"
         " ? f.contentDocument.body.innerText : null"), timeout=60)
     assert "City of Springfield" in frame_text and "Shelbyville" in frame_text
     shot = browser.screenshot()

@@ -2,11 +2,14 @@
 try failed, retries it (the community's retries, ``retry_delay_seconds: 10`` with backoff), and the run
 ends success with the portal equal to the projection.
 
+The publish is a phase of the DAG's one ``sync`` task (extracts, checks, the one publish transaction,
+cleanup): the process killed is that task's, and its retry runs the whole sync again.
+
 A real Airflow (scheduler, LocalExecutor, dag processor, API server) runs the community's DAG. The
 test holds an uncommitted row of the last high-water mark the publish writes, so the publish
 waits there with its transaction open and the community's advisory lock held; the test finds the
-PostgreSQL session in pg_stat_activity, the process owning that session's socket (the task process
-the supervisor forked), and kills it with SIGKILL. The Airflow is the session's shared one
+PostgreSQL session in pg_stat_activity, the process owning that session's socket (the ``sync`` task
+process the supervisor forked), and kills it with SIGKILL. The Airflow is the session's shared one
 (tests/e2e/airflowkit.py); this test's community and DAG are its own.
 """
 
@@ -56,7 +59,7 @@ def task_instance(client, run_id: str, task_id: str, tries: bool = False) -> dic
                            + ("/tries" if tries else ""))
 
 
-def test_sigkill_of_the_publish_task_process_then_airflow_retries_to_success(shared_airflow):
+def test_sigkill_of_the_sync_task_process_while_publishing_then_airflow_retries_to_success(shared_airflow):
     airflow, portal_url = shared_airflow, shared_airflow.portal_url
     sim = airflow.make_source(CODE, seed=81, org_name="Kill Town", time_zone=TZ, customer_number_mask="##-####")
     client = airflow.client
@@ -67,12 +70,14 @@ def test_sigkill_of_the_publish_task_process_then_airflow_retries_to_success(sha
                      " VALUES (%s, 'balances', now(), 'fault-blocker')", (CODE,))
         # ... left uncommitted: the publish's insert of this key must wait for our transaction.
         run_id = client.trigger(DAG_ID)
-        session = wait_until("the publish task inside its transaction", lambda: waiting_mark_insert(portal_url),
+        session = wait_until("the sync task's publish inside its transaction", lambda: waiting_mark_insert(portal_url),
                              timeout=900, every=0.5)
         assert session["has_xid"], "the publish has written inside its transaction"
         assert advisory_lock_holder(portal_url, CODE) == session["pid"]
-        assert task_instance(client, run_id, "publish")["state"] == "running"
+        ti = task_instance(client, run_id, "sync")
+        assert ti["state"] == "running" and ti["try_number"] == 1, ti
         victim = process_of_client_port(session["client_port"])
+        assert ti["id"] in " ".join(victim.cmdline()), ("not the sync task's process", victim.cmdline(), ti)
         parent = victim.parent()
         tree = f"task process {victim.pid} {victim.cmdline()[:4]} <- parent {parent.pid} {parent.cmdline()[:4]}"
         victim.send_signal(9)
@@ -86,20 +91,21 @@ def test_sigkill_of_the_publish_task_process_then_airflow_retries_to_success(sha
         assert conn.execute("SELECT count(*) FROM sync.watermarks WHERE community_code = %s",
                             (CODE,)).fetchone()[0] == 0
     # The retry (10-20 s after the kill) had not begun: what was just checked is the killed try's legacy.
-    assert task_instance(client, run_id, "publish")["try_number"] == 1
+    assert task_instance(client, run_id, "sync")["try_number"] == 1
 
     seen = set()
     deadline = time.monotonic() + 900
     while (state := client.run_state(DAG_ID, run_id)) not in ("success", "failed") and time.monotonic() < deadline:
-        seen.add(task_instance(client, run_id, "publish")["state"])
+        seen.add(task_instance(client, run_id, "sync")["state"])
         time.sleep(0.5)
-    publish = task_instance(client, run_id, "publish")
+    sync = task_instance(client, run_id, "sync")
     history = [(t["try_number"], t["state"])
-               for t in task_instance(client, run_id, "publish", tries=True)["task_instances"]]
+               for t in task_instance(client, run_id, "sync", tries=True)["task_instances"]]
     assert state == "success", (tree, seen, client.task_states(DAG_ID, run_id))
     # The try history, not the polled states, is the record (up_for_retry may last only 10 s).
     assert history == [(1, "failed"), (2, "success")], (tree, seen, history)
-    assert publish["try_number"] == 2, publish
+    assert sync["try_number"] == 2, sync
+    assert client.task_states(DAG_ID, run_id) == {"sync": "success", "failed": "skipped", "freshness": "success"}
 
     expected = expected_portal(sim, CODE, TZ, DATASETS)
     problems = differences(expected, actual_portal(portal_url, CODE, DATASETS))
@@ -110,4 +116,4 @@ def test_sigkill_of_the_publish_task_process_then_airflow_retries_to_success(sha
         outcome = conn.execute("SELECT outcome FROM sync.runs WHERE community_code = %s AND airflow_run_id = %s",
                                (CODE, run_id)).fetchone()[0]
     assert outcome == "published"
-    print(tree, "; publish states seen:", sorted(s for s in seen if s), "; tries:", history)
+    print(tree, "; sync states seen:", sorted(s for s in seen if s), "; tries:", history)

@@ -1,23 +1,28 @@
-"""SIGKILL of Airflow task processes during extraction, during staging and during validation, in one
-DAG run of a real Airflow (scheduler, LocalExecutor, dag processor, API server); Airflow retries each
-killed task (the community's ``retry_delay_seconds: 2``) and the run ends success with the portal
-equal to the projection, no duplicate key and no staging table left.
+"""SIGKILL of the Airflow task process during extraction, during staging and during validation, on
+three successive tries of one DAG run of a real Airflow (scheduler, LocalExecutor, dag processor, API
+server); Airflow retries the task each time (the community's ``retries: 3``, ``retry_delay_seconds: 2``)
+and the fourth try ends the run in success with the portal equal to the projection, no duplicate key
+and no staging table left.
 
-In this product extraction and staging are one task, ``<data set>.extract``: it streams arrow-odbc
-batches by COPY into an UNLOGGED staging table, then indexes it. So, in one run of a `town`:
+The whole run is one task, ``sync``: extraction and staging (arrow-odbc batches COPYed into an
+UNLOGGED staging table, then indexed) and validation are phases of its one process, data sets side by
+side in threads. Staging tables are named per run key, and a retry keeps the run id, so each try
+drops and recreates the tables of the one before. In one run of a `town` (first load: every data set
+has rows to publish, so every one is staged):
 
-- ``charges.extract`` is killed while its COPY is visibly under way (``pg_stat_progress_copy`` shows
+- try 1 is killed while the charges COPY is visibly under way (``pg_stat_progress_copy`` shows
   ledger lines arriving in the charges staging table);
-- ``payments.extract`` is killed past its COPY: the test holds SHARE UPDATE EXCLUSIVE on the
-  receipts staging table, which lets the COPY finish but makes the index build wait; killed there;
-- ``balances.validate`` is killed at the end of its work: its checks have run (two planted orphan
+- try 2 is killed past the payments COPY: as soon as try 2 has made the receipts staging table anew,
+  the test holds SHARE UPDATE EXCLUSIVE on it, which lets the COPY finish but makes the index build
+  wait; killed there;
+- try 3 is killed at the end of the balances validation: its checks have run (two planted orphan
   balances are refused, their findings committed), and it waits to mark the data set validated
   because the test holds that audit row (``sync.run_datasets``) FOR UPDATE.
 
 Each victim is found from its PostgreSQL session: the local process owning the session's client
-port (psutil), checked to be the task process of that task instance (``airflow worker -- <ti id>``).
-The Airflow is the session's shared one (tests/e2e/airflowkit.py); this test's community and DAG are
-its own.
+port (psutil), checked to be the task process of the ``sync`` task instance's current try
+(``airflow worker -- <ti id>``). The Airflow is the session's shared one (tests/e2e/airflowkit.py);
+this test's community and DAG are its own.
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ TZ = "America/Denver"
 DATASETS = ["accounts", "charges", "payments", "balances"]
 DAG_ID = "caselle_sync_killsteps"
 # Its cron never fires before 2028 (29 February): the only run is the one the test triggers.
+# One try killed per fault point, then one that succeeds: at least three retries.
 AIRFLOW_COMMUNITIES = [{"code": CODE, "caselle_conn_id": "caselle_killsteps", "time_zone": TZ,
-                        "schedule": "0 3 29 2 *", "datasets": DATASETS, "retry_delay_seconds": 2}]
-KILLED = ("charges.extract", "payments.extract", "balances.validate")
+                        "schedule": "0 3 29 2 *", "datasets": DATASETS, "retries": 3, "retry_delay_seconds": 2}]
+KILLED = ("charges.copy", "payments.index", "balances.findings")  # where tries 1, 2 and 3 are killed
 
 
 def task_instance(client, run_id: str, task_id: str, tries: bool = False) -> dict:
@@ -73,8 +79,15 @@ def blocked_by(watch: psycopg.Connection, hold: psycopg.Connection) -> dict | No
     return dict(zip(("pid", "client_port", "query"), row, strict=True)) if row else None
 
 
-def exists(watch: psycopg.Connection, table: str) -> bool:
-    return watch.execute("SELECT to_regclass(%s) IS NOT NULL", (f"stage.{table}",)).fetchone()[0]
+def oid(watch: psycopg.Connection, table: str) -> int | None:
+    """The oid of stage.<table> (a new one each time a try makes it), None while there is none."""
+    return watch.execute("SELECT to_regclass(%s)::oid", (f"stage.{table}",)).fetchone()[0]
+
+
+def run_started(watch: psycopg.Connection, key: str):
+    """When the run's latest try prepared (each try starts the run record afresh), None before the first."""
+    row = watch.execute("SELECT started_at FROM sync.runs WHERE run_key = %s", (key,)).fetchone()
+    return row[0] if row else None
 
 
 def phases(watch: psycopg.Connection, key: str) -> dict[str, str]:
@@ -86,7 +99,7 @@ def lock(hold: psycopg.Connection, table: str, mode: str, timeout: str) -> None:
     hold.execute(sql.SQL("LOCK TABLE {} IN " + mode + " MODE").format(sql.Identifier("stage", table)))
 
 
-def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retries_to_success(shared_airflow):
+def test_sigkill_of_the_sync_task_in_extract_stage_and_validate_on_three_tries_then_success(shared_airflow):
     airflow, portal_url = shared_airflow, shared_airflow.portal_url
     sim = airflow.make_source(CODE, preset="town", seed=83, org_name="Kill Steps", time_zone=TZ)
     orphans = plant_orphan_balances(sim, 2)
@@ -101,36 +114,50 @@ def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retri
 
     struck: dict[str, dict] = {}
 
-    def strike(task_id: str, session: dict, **seen) -> None:
-        """SIGKILL the process owning ``session``: it must be the running task process of ``task_id``."""
+    def strike(point: str, try_number: int, session: dict, **seen) -> None:
+        """SIGKILL the process owning ``session``: it must be the running ``sync`` task process of try
+        ``try_number``."""
         victim = process_of_client_port(session["client_port"])
         command, parent = " ".join(victim.cmdline()), " ".join(victim.parent().cmdline())
-        ti = task_instance(client, run_id, task_id)
-        assert ti["state"] == "running" and ti["try_number"] == 1 and ti["id"] in command, (task_id, ti, command)
+        ti = task_instance(client, run_id, "sync")
+        assert ti["state"] == "running" and ti["try_number"] == try_number and ti["id"] in command, (
+            point, ti, command)
         victim.send_signal(9)
         victim.wait(timeout=30)
-        struck[task_id] = {"pid": victim.pid, "command": command[:60], "parent": parent[:60],
-                           "after_s": round(time.monotonic() - started, 1), **seen}
-        print(f"killed {task_id}: {struck[task_id]}")
+        struck[point] = {"try": try_number, "pid": victim.pid, "command": command[:60], "parent": parent[:60],
+                         "after_s": round(time.monotonic() - started, 1), **seen}
+        print(f"killed sync at {point}: {struck[point]}")
 
     index_locked = row_locked = False
+    killed_try_started = None  # sync.runs.started_at of the try killed last: its phases are stale
+    old_index_table: int | None | bool = False  # oid of the receipts staging table try 1 left (False: not asked)
     with psycopg.connect(portal_url, autocommit=True) as watch, blocker(portal_url) as hold_index, \
             blocker(portal_url) as hold_row:
         deadline = time.monotonic() + 900
         while len(struck) < len(KILLED):
             if time.monotonic() > deadline:
                 raise AssertionError(f"not every kill happened: {struck}; {client.task_states(DAG_ID, run_id)}")
+            try_started = run_started(watch, key)
+            if try_started is None or try_started == killed_try_started:
+                time.sleep(0.05)  # the next try has not prepared yet
+                continue
             phase = phases(watch, key)
-            missed = [name for name, task_id, too_late in (("charges", "charges.extract", ("staged", "validated")),
-                                                           ("payments", "payments.extract", ("staged", "validated")),
-                                                           ("balances", "balances.validate", ("validated",)))
-                      if task_id not in struck and phase.get(name) in too_late]
-            assert not missed, f"{missed}: done before the fault could be injected ({phase}; killed: {struck})"
-            if "charges.extract" not in struck and (session := copying(watch, copy_table)):
-                strike("charges.extract", session, lines_in_copy=session["rows"])
-            if "payments.extract" not in struck:
-                if not index_locked and exists(watch, index_table):
-                    # SHARE UPDATE EXCLUSIVE lets the COPY (ROW EXCLUSIVE) finish, not the CREATE INDEX (SHARE).
+            point = KILLED[len(struck)]
+            name, too_late = {"charges.copy": ("charges", ("staged", "validated")),
+                              "payments.index": ("payments", ("staged", "validated")),
+                              "balances.findings": ("balances", ("validated",))}[point]
+            assert phase.get(name) not in too_late, (
+                f"try {len(struck) + 1}: {name} was {phase.get(name)} before the fault could be injected "
+                f"({phase}; killed: {struck})")
+            if point == "charges.copy" and (session := copying(watch, copy_table)):
+                strike(point, 1, session, lines_in_copy=session["rows"])
+                killed_try_started = try_started
+            elif point == "payments.index":
+                if old_index_table is False:  # try 2 has just prepared: what is there now, try 1 left
+                    old_index_table = oid(watch, index_table)
+                elif not index_locked and oid(watch, index_table) not in (None, old_index_table):
+                    # This try made the table anew. SHARE UPDATE EXCLUSIVE lets its COPY (ROW EXCLUSIVE)
+                    # finish, not its CREATE INDEX (SHARE).
                     try:
                         lock(hold_index, index_table, "SHARE UPDATE EXCLUSIVE", "200ms")
                     except psycopg.errors.LockNotAvailable as exc:
@@ -142,9 +169,10 @@ def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retri
                         sql.Identifier("stage", index_table))).fetchone()[0]
                     # the key index (UNIQUE when the staged keys allow it) or, had that failed, a plain one
                     assert session["query"].upper().startswith(("CREATE UNIQUE INDEX", "CREATE INDEX")), session
-                    strike("payments.extract", session, waiting_in=session["query"][:40], staged=staged)
+                    strike(point, 2, session, waiting_in=session["query"][:40], staged=staged)
                     hold_index.rollback()
-            if "balances.validate" not in struck:
+                    killed_try_started = try_started
+            elif point == "balances.findings":
                 if not row_locked and phase.get("balances") == "staged":
                     # The extract has written its last word; the validation will wait here at its end.
                     hold_row.execute("SET LOCAL lock_timeout = '10s'")
@@ -155,35 +183,32 @@ def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retri
                     assert session["query"].startswith("UPDATE sync.run_datasets"), session
                     committed = watch.execute("SELECT count(*) FROM sync.run_findings WHERE run_key = %s"
                                               " AND dataset = 'balances'", (key,)).fetchone()[0]
-                    strike("balances.validate", session, waiting_in=session["query"][:40], findings=committed)
+                    strike(point, 3, session, waiting_in=session["query"][:40], findings=committed)
                     hold_row.rollback()
+                    killed_try_started = try_started
             time.sleep(0.02)
 
-    tries: dict[str, set] = {t: set() for t in KILLED}
+    seen: set = set()
     deadline = time.monotonic() + 900
     while (state := client.run_state(DAG_ID, run_id)) not in ("success", "failed") and time.monotonic() < deadline:
-        states = client.task_states(DAG_ID, run_id)
-        for task_id in KILLED:
-            tries[task_id].add(states.get(task_id))
+        seen.add(client.task_states(DAG_ID, run_id).get("sync"))
         time.sleep(0.5)
     elapsed = round(time.monotonic() - started, 1)
-    # Every task, not only the run: the `outcome` task (ONE_FAILED) fails the run when a task failed for
-    # good, and is skipped otherwise.
+    # Every task, not only the run: the mapped `failed` task has an instance per data set that did not
+    # publish (it fails the run), none (skipped) when all did.
     states = client.task_states(DAG_ID, run_id)
-    assert state == "success" and states.pop("outcome") == "skipped", (struck, state, states)
-    assert set(states.values()) == {"success"}, (struck, state, states)
-    for task_id in KILLED:
-        ti = task_instance(client, run_id, task_id)
-        history = [(t["try_number"], t["state"])
-                   for t in task_instance(client, run_id, task_id, tries=True)["task_instances"]]
-        seen = sorted(filter(None, tries[task_id]))
-        print(f"{task_id}: try_number {ti['try_number']}, tries {history}, states seen {seen}")
-        assert ti["try_number"] == 2 and ti["state"] == "success", ti
-        assert history == [(1, "failed"), (2, "success")], history
+    assert state == "success", (struck, state, states)
+    assert states == {"sync": "success", "failed": "skipped", "freshness": "success"}, (struck, states)
+    ti = task_instance(client, run_id, "sync")
+    history = [(t["try_number"], t["state"])
+               for t in task_instance(client, run_id, "sync", tries=True)["task_instances"]]
+    print(f"sync: try_number {ti['try_number']}, tries {history}, states seen {sorted(filter(None, seen))}")
+    assert ti["try_number"] == 4 and ti["state"] == "success", ti
+    assert history == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "success")], history
 
     assert_in_sync(sim, portal_url, community(code=CODE, datasets=tuple(DATASETS)))
     assert_no_duplicates(portal_url, CODE)
-    assert stage_tables(portal_url, key) == [], "cleanup drops the killed attempts' staging tables too"
+    assert stage_tables(portal_url, key) == [], "cleanup drops the killed tries' staging tables too"
     assert not [t for t in stage_tables(portal_url) if t.startswith(CODE.lower() + "_")]
     with psycopg.connect(portal_url) as conn:
         outcome = conn.execute("SELECT outcome FROM sync.runs WHERE run_key = %s", (key,)).fetchone()[0]
@@ -193,11 +218,11 @@ def test_sigkill_of_extract_stage_and_validate_task_processes_then_airflow_retri
             "SELECT count(*), count(DISTINCT (dataset, row_id, rule)) FROM sync.run_findings WHERE run_key = %s",
             (key,)).fetchone()
     assert outcome == "published"
-    # The retry of the staging kill recreated the table: it staged the receipts once, not twice.
-    assert extracted["payments"] == struck["payments.extract"]["staged"], (extracted, struck)
-    assert total == distinct, "the validation retry must not keep the killed attempt's findings beside its own"
+    # The tries after the staging kill recreated the table: the receipts were staged once, not appended.
+    assert extracted["payments"] == struck["payments.index"]["staged"], (extracted, struck)
+    assert total == distinct, "a retried validation must not keep a killed try's findings beside its own"
     # The killed validation had committed its findings; the retry replaced them: each orphan refused once.
-    assert struck["balances.validate"]["findings"] >= len(orphans), struck
+    assert struck["balances.findings"]["findings"] >= len(orphans), struck
     with psycopg.connect(portal_url) as conn:
         refused = conn.execute("SELECT rows_refused FROM sync.run_datasets WHERE run_key = %s AND dataset = 'balances'",
                                (key,)).fetchone()[0]

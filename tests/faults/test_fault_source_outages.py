@@ -173,7 +173,8 @@ def test_the_sqlite_file_emptied_mid_extract_fails_naming_community_and_data_set
         assert "database disk image is malformed" in failure, failure[:3000]
 
         # A retry while the file is still empty must fail too, never stage an empty ledger.
-        with pytest.raises(SyncError, match=f"(?s){CODE} charges: extract failed: .*no such table: UB_Transaction"):
+        gone = "(no such table:|has no table) UB_Transaction"
+        with pytest.raises(SyncError, match=f"(?s){CODE} charges: extract failed: .*{gone}"):
             extract_dataset(ctx, "charges")
         with pytest.raises(SyncError, match=f"{CODE}: not published: charges: {CODE} charges: extract failed"):
             publish_run(ctx)

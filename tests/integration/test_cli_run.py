@@ -98,3 +98,45 @@ def test_a_bad_option_value_exits_2_naming_it(portal, config, capsys, options, n
     assert len(err.splitlines()) == 1 and named in err, err
     with psycopg.connect(portal) as conn:
         assert conn.execute("SELECT count(*) FROM sync.runs").fetchone()[0] == 0  # refused before any work
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["run", "springfld", "--source-odbc", "Driver={SQLite3};Database=/nonexistent/caselle.db;StepAPI=1;", "--no-gx"],
+     "/nonexistent/caselle.db does not exist"),
+    (["run", "springfld", "--source-odbc", "Driver={No Such Driver};Database=x;"], "No Such Driver"),
+    (["run", "NOWHERE", "--source-odbc", "Driver={SQLite3};Database=x;"], "no community 'NOWHERE'"),
+    (["status", "NOWHERE"], "no community 'NOWHERE'"),
+    (["explain", "NOWHERE", "1"], "no community 'NOWHERE'"),
+    (["runs", "NOWHERE"], "no community 'NOWHERE'"),
+    (["dq-report", "NOWHERE"], "no community 'NOWHERE'"),
+    (["roles", "--community", "NOWHERE"], "no community 'NOWHERE'"),
+])
+def test_an_operator_mistake_is_one_line_and_exit_2(portal, config, capsys, argv, named):
+    assert main(["--portal-url", portal, *argv]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and named in err and "Traceback" not in err, err
+    with psycopg.connect(portal) as conn:
+        assert conn.execute("SELECT count(*) FROM sync.runs").fetchone()[0] == 0
+
+
+def test_a_mistyped_source_path_from_the_shell_is_one_line(portal, config, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "springfeld.db"
+    done = subprocess.run([sys.executable, "-m", "portal_sync.cli", "--portal-url", portal, "run", "SPRINGFLD",
+                           "--source-odbc", f"Driver={{SQLite3}};Database={path};"],
+                          env={**os.environ, "PORTAL_SYNC_CONFIG": str(config)}, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"portal-sync run: --source-odbc: the SQLite source's database file "
+                                                 f"{path} does not exist (check Database= in the connection string)"]
+    assert not path.exists()
+
+
+def test_an_unreachable_portal_database_is_one_line(config, capsys):
+    url = "postgresql://postgres@127.0.0.1:5432/cps_no_such_portal_db"
+    assert main(["--portal-url", url, "status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cps_no_such_portal_db" in err, err

@@ -167,6 +167,7 @@ def test_a_broken_check_fails_the_run_instead_of_passing(make_source, portal, mo
     real_rules = pipeline.rules_for
     monkeypatch.setattr(pipeline, "rules_for", lambda ds, *a, **k: [*real_rules(ds, *a, **k), broken])
     sim.renumber(1.0)
-    with pytest.raises(pipeline.SyncError, match=r"validation could not run"):
+    # Caught where the rules first run: the pipeline's change probe (extract) or validation.
+    with pytest.raises(pipeline.SyncError, match=r"NoSuchColumn"):
         sync(sim, portal, "broken", use_gx=True, datasets=["accounts"])
     assert portal_fingerprint(portal) == before, "nothing may publish past a check that could not run"

@@ -254,7 +254,10 @@ def test_everything_is_escaped(url: str, community: str, tmp_path: Path) -> None
     text = index.read_text()
     index_tags = tags_of(text)
     assert [t for t, _ in index_tags].count("script") == 2  # the JSON block and the renderer, nothing injected
-    assert not any(t in {"img", "i", "b", "iframe", "svg"} for t, _ in index_tags)
+    assert not any(t in {"img", "i", "b", "iframe"} for t, _ in index_tags)
+    # the only <svg> are the trend charts the report draws itself, and no element carries a handler
+    assert all(a.get("class") == "trend-chart" for t, a in index_tags if t == "svg")
+    assert not any(k.startswith("on") for _, a in index_tags for k in a)
     data = index_data(index)  # the JSON survives the trip intact
     assert data["runs"][0]["error"] == "</script><script>alert('error')</script>"
     noscript = re.search(r"<noscript>(.*)</noscript>", text, re.S).group(1)
@@ -437,3 +440,47 @@ def test_cli_runs_and_its_aliases_print_the_same(url: str, community: str,
     charges = next(d for d in run["datasets"] if d["dataset"] == "charges")
     assert charges["status"] == "refused" and charges["rows_inserted"] == 75
     assert charges["top_rules"] == [{"rule": "orphan_account", "severity": "refuse", "n": 25, "example_key": "C-0000"}]
+
+
+def add_gx(conn: psycopg.Connection, run_key: str, community: str, dataset: str, *, success: bool,
+           sample_key: object, kwargs: dict, observed: object = None, mostly: float = 1.0) -> None:
+    from portal_sync.gx_runner import GxExpectationResult
+    from portal_sync.store import gx_results
+
+    result = GxExpectationResult(
+        key="orphan_account:CustomerID", rule="orphan_account", type="expect_reference_to_resolve", kwargs=kwargs,
+        success=success, observed_value=observed, element_count=100, unexpected_count=1, unexpected_percent=1.0,
+        sample=[{"_row_id": 1, "TransactionID": sample_key}], severity="refuse", mostly=mostly,
+        description="the customer exists", kind="row", raw={})
+    gx_results.record(conn, run_key, community, dataset, [result], {"rows": {"success": success, "note": XSS_REASON}},
+                      100)
+
+
+def test_gx_results_are_escaped_linked_as_json_and_pruned(url: str, community: str, tmp_path: Path) -> None:
+    with connect(url) as conn:
+        key = add_run(conn, community, datetime.now(UTC) - timedelta(days=40), datasets=("charges",))
+        add_dataset(conn, key, community, "charges", rows_refused=1)
+        add_check(conn, key, community, "charges", "orphan_account", failing_rows=1)
+        add_findings(conn, key, community, "charges", "orphan_account", "refuse", [(XSS_KEY, XSS_REASON)])
+        add_gx(conn, key, community, "charges", success=True, sample_key=XSS_KEY, mostly=0.25,
+               kwargs={"unexpected_rows_query": "SELECT '<script>x</script>' FROM {batch}", "mostly": 0.25,
+                       "note": "<img src=x onerror=alert(2)>"}, observed="<svg onload=alert(3)>")
+    build_run_report(url, community, key, tmp_path)
+    page = (tmp_path / "runs" / f"{key}.html").read_text()
+    tags = tags_of(page)
+    assert not any(t in {"script", "img", "svg", "iframe"} for t, _ in tags)
+    assert not any(k.startswith("on") for _, a in tags for k in a)
+    assert "note=&lt;img src=x onerror=alert(2)&gt;" in page and "&lt;svg onload=alert(3)&gt;" in page
+    assert "SELECT &#x27;&lt;script&gt;x&lt;/script&gt;&#x27; FROM {batch}" in page  # folded in <details>
+    # the sample row's key, as our findings write it, with our reason for that row
+    assert page.count("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;") == 2  # the findings' example and GX's sample
+    row = re.search(r'<tr class="gx-result pass" id="gx-charges-orphan_account:CustomerID">(.*?)</tr>', page, re.S)
+    assert row and "25 %" in row.group(1) and "refuse" in row.group(1) and ">pass<" in row.group(1)
+    links = [a.get("href") for t, a in tags if t == "a" and (a.get("href") or "").endswith(".gx.json")]
+    assert links == [f"{key}.gx.json"]
+    downloaded = json.loads((tmp_path / "runs" / f"{key}.gx.json").read_text())  # the JSON keeps the raw text
+    assert downloaded == {"run_key": key, "community": community,
+                          "datasets": {"charges": {"rows": {"success": True, "note": XSS_REASON}}}}
+
+    assert prune(url, community, keep_days=30, out_dir=tmp_path) == 1
+    assert not (tmp_path / "runs" / f"{key}.gx.json").exists()

@@ -11,13 +11,15 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from portal_sync.gx_runner import GxCheckError, GxRule, GxRuleResult, run_rules
+from portal_sync import gx_runner
+from portal_sync.gx_runner import GxCheckError, GxRule, GxRuleResult, GxTableCheck, run_rules, validate_suite
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +283,53 @@ def test_benchmark_gx_vs_plain_sql(db: Db) -> None:
     timings = module.run_benchmark(PG_URL, db.schema, int(os.environ["PORTAL_SYNC_GX_BENCH_ROWS"]))
     print(timings)
     assert timings["counts_agree"]
+
+
+def _described_table(db: Db, name: str) -> None:
+    db.execute(f'CREATE TABLE {db.q(name)} ("_row_id" bigint, "K" int, "Description" text)')
+    db.execute(f"INSERT INTO {db.q(name)} VALUES (1, 1, 'a'), (2, 2, NULL), (3, 3, 'c')")
+
+
+_SUITE = {
+    "name": "described",
+    "expectations": [{
+        "type": "expect_column_values_to_not_be_null", "kwargs": {"column": "Description"},
+        "meta": {"portal_sync": {"expectation": "required_value:Description", "rule": "required_value",
+                                 "severity": "refuse"}},
+    }],
+    "meta": {"portal_sync": {"key": ["K"], "batch_columns": {}}},
+}
+
+
+def _validate_described(db: Db, table: str, rows_where: str | None = None) -> Any:
+    return validate_suite(PG_URL, db.schema, table, _SUITE, severities={"required_value": "refuse"}, relations={},
+                          parameters={}, rows_where=rows_where,
+                          table_checks=[GxTableCheck("staged_columns", "d", columns=("_row_id", "K", "Description"))])
+
+
+def test_one_context_and_data_source_serve_every_call_and_a_column_named_description_breaks_nothing(db: Db) -> None:
+    """Reused engines: a staged column "Description" once poisoned SQLAlchemy's quoted-name cache and the
+    next table check's reflection of pg_description.description failed (GX then read an unqualified table)."""
+    _described_table(db, "first")
+    _described_table(db, "second")
+    first = _validate_described(db, "first")
+    context = gx_runner._STATE["context"]
+    datasources = {k: v for k, v in gx_runner._STATE.items() if k.startswith("ds:")}
+    second = _validate_described(db, "second", rows_where='s."K" <> 2')
+    assert gx_runner._STATE["context"] is context
+    assert {k: v for k, v in gx_runner._STATE.items() if k.startswith("ds:")} == datasources
+    assert [(r.key, r.success, r.unexpected_count) for r in first.results] == [
+        ("required_value:Description", False, 1), ("staged_columns", True, None)]
+    assert first.results[0].sample == [{"_row_id": 2, "K": 2}]
+    assert (second.element_count, second.results[0].unexpected_count) == (2, 0)
+    assert second.results[1].success is True
+
+
+def test_validations_from_threads_take_turns_and_are_all_right(db: Db) -> None:
+    names = [f"t{i}" for i in range(4)]
+    for name in names:
+        _described_table(db, name)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(lambda name: _validate_described(db, name), names))
+    assert [(o.element_count, o.results[0].unexpected_count, o.results[1].success) for o in outcomes] == [
+        (3, 1, True)] * 4

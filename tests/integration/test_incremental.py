@@ -254,6 +254,16 @@ def test_reconciliation_finds_deletes_purges_and_modify_data(city, portal):
     assert_in_sync(city, portal)
 
 
+def test_a_recent_range_reconciliation_publishes_lines_entered_now_but_dated_long_ago(city, portal):
+    """A period close writes BEGBAL lines dated PurgeBefore; a reconciliation that compares only the last
+    reconcile_days (and moves the mark past the close) must still publish them."""
+    closed = city.period_close(purge_before=(city.now - timedelta(days=2000)).date())
+    assert closed["UB_Transaction"].inserted, "the close should write BEGBAL lines"
+    interval, _ = advance(city, 5)
+    sync(city, portal, "recent-range", interval=interval, reconcile=True)
+    assert_in_sync(city, portal)
+
+
 def test_reconciliation_compares_contents_only_over_its_range(city, portal):
     old_line = city.query('SELECT "TransactionID" FROM "UB_Transaction" WHERE "TransactionType" = \'BILL\''
                           ' AND "TransactionDate" < ? ORDER BY "TransactionID" LIMIT 1',

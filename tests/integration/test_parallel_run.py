@@ -30,13 +30,13 @@ def test_parallel_and_serial_runs_publish_the_same_portal_and_threads_really_sha
     lock = threading.Lock()
     real_extract = extract_dataset
 
-    def watched_extract(ctx: RunContext, name: str) -> int:
+    def watched_extract(ctx: RunContext, name: str, **options) -> int:
         with lock:
             at_once[0] += 1
             most_at_once[0] = max(most_at_once[0], at_once[0])
-            workers[name] = threading.current_thread().name
+            workers.setdefault(name, threading.current_thread().name)  # not a restage before the publish
         try:
-            return real_extract(ctx, name)
+            return real_extract(ctx, name, **options)
         finally:
             with lock:
                 at_once[0] -= 1

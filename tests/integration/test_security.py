@@ -21,8 +21,9 @@ import pytest
 from psycopg import errors, sql
 from synctest import assert_in_sync, community, sync
 
-from portal_sync import roles
+from portal_sync import publish, roles
 from portal_sync.config import Community
+from portal_sync.datasets import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
 DENIED = errors.InsufficientPrivilege
@@ -329,6 +330,56 @@ def test_the_writer_syncs_and_cannot_drop_the_portal_or_reach_beyond_it(two_comm
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(other_db)))
 
 
+def _last_analyze(admin_url: str, table: str):
+    with psycopg.connect(admin_url) as conn:
+        return conn.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE schemaname = 'portal'"
+                            " AND relname = %s", (table,)).fetchone()[0]
+
+
+@pytest.mark.integration
+def test_the_writer_refreshes_portal_statistics_through_the_narrow_function_only(portal, make_source, janitor):
+    """ANALYZE by a role that owns no table is skipped with a WARNING: the sync's login must go through
+    sync.analyze_portal_table, which analyses the portal tables the sync writes and nothing else."""
+    tag = uuid.uuid4().hex[:6]
+    writer, writer_pw = janitor.login(f"cps_sec_{tag}_stats")
+    with psycopg.connect(portal, autocommit=True) as conn:
+        roles.grant_writer(conn, writer)
+    writer_url = _url(portal, writer, writer_pw)
+    sim = make_source("sqlite", seed=15)
+    sync(sim, writer_url, "stats", comm=community(datasets=("accounts", "charges", "residents")))
+    before = {name: _last_analyze(portal, name) for name in ("charges", "accounts")}
+
+    counts = {"charges": publish.PublishCounts(inserted=publish.ANALYZE_AFTER_ROWS),
+              "accounts": publish.PublishCounts(inserted=1)}
+    with psycopg.connect(writer_url, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == roles.WRITER_ROLE
+        assert publish.refresh_statistics(conn, counts) == ['portal."charges"']
+    after = _last_analyze(portal, "charges")
+    assert after is not None and (before["charges"] is None or after > before["charges"])
+    assert _last_analyze(portal, "accounts") == before["accounts"]  # below the threshold: left alone
+    with psycopg.connect(portal) as conn:
+        tuples, rows = conn.execute("SELECT reltuples, (SELECT count(*) FROM portal.charges) FROM pg_class"
+                                    " WHERE oid = 'portal.charges'::regclass").fetchone()
+    assert tuples == rows > 0
+
+    with psycopg.connect(writer_url, autocommit=True) as conn:
+        for bad in ("runs", "sync.runs", "charges; DROP TABLE portal.charges", "pg_authid", "", None):
+            _denied(conn, "SELECT sync.analyze_portal_table(%s)", (bad,), errors.InvalidParameterValue)
+    outsider, outsider_pw = janitor.login(f"cps_sec_{tag}_outsider")  # no group: no EXECUTE
+    with psycopg.connect(_url(portal, outsider, outsider_pw), autocommit=True) as conn:
+        _denied(conn, "SELECT sync.analyze_portal_table('charges')")
+    with psycopg.connect(portal) as conn:
+        owner, definer, config = conn.execute(
+            "SELECT pg_get_userbyid(p.proowner) = pg_get_userbyid(n.nspowner), p.prosecdef, p.proconfig"
+            " FROM pg_proc p, pg_namespace n WHERE p.oid = 'sync.analyze_portal_table(text)'::regprocedure"
+            " AND n.nspname = 'portal'").fetchone()
+        assert owner and definer and config == ["search_path=pg_catalog, pg_temp"]
+        for role, allowed in ((roles.WRITER_ROLE, True), (roles.READER_ROLE, False), ("public", False)):
+            assert conn.execute("SELECT has_function_privilege(%s, 'sync.analyze_portal_table(text)', 'EXECUTE')",
+                                (role,)).fetchone()[0] is allowed, role
+    assert set(publish.ANALYZABLE_TABLES) >= {ds.portal_table for ds in DATASETS.values()}
+
+
 @pytest.mark.integration
 def test_roles_refresh_is_idempotent_and_the_cli_makes_the_configured_communities_roles(
         portal, janitor, tmp_path, monkeypatch, capsys):
@@ -357,7 +408,7 @@ def test_roles_refresh_is_idempotent_and_the_cli_makes_the_configured_communitie
         conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(roles.reader_role(code))))
     repaired = roles.refresh(portal, [code])
     assert repaired.repaired == [roles.reader_role(code)]
-    assert cli.main(["--portal-url", portal, "roles", "--community", "NOSUCH"]) == 1
+    assert cli.main(["--portal-url", portal, "roles", "--community", "NOSUCH"]) == 2  # an operator's typo
 
 
 @pytest.mark.parametrize("bad", ["springfld", "A", "SPRINGFLD_TOO_LONG", "X'; DROP ROLE postgres; --", "", None])

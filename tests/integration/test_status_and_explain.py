@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = (f"postgresql://postgres@{os.environ.get('CPS_TEST_PG_HOST', '127.0.0.1')}:"
              f"{os.environ.get('CPS_TEST_PG_PORT', '5432')}/postgres")
 CODE = "SPRINGFLD"
+MARKUP_NUMBER = "<b>1-001</b>"
 
 
 def _customer(sim, where: str) -> tuple[int, str]:
@@ -116,6 +117,14 @@ def town(town_db, tmp_path_factory):
         (new_id, "12-3456", cases["visible"][0]),
     )
     cases["new_refused"] = (new_id, "12-3456")
+    # a number holding markup: refused by the mask rule, and its reason carries the markup as typed
+    sim.execute(
+        'INSERT INTO "UB_Customer" ("CustomerID", "CustomerNumber", "LocationID", "ContactID", "CustomerType",'
+        ' "Status", "OnlineAccess", "ConnectDate") SELECT ?, ?, "LocationID", "ContactID", "CustomerType", \'A\','
+        ' \'Y\', "ConnectDate" FROM "UB_Customer" WHERE "CustomerID" = ?',
+        (new_id + 1, MARKUP_NUMBER, cases["visible"][0]),
+    )
+    cases["markup_refused"] = (new_id + 1, MARKUP_NUMBER)
     interval, _ = advance(sim, 5)
     sync(sim, portal, "second", comm=comm, interval=interval)
 
@@ -194,6 +203,24 @@ def test_a_new_account_refused_before_reaching_the_portal_is_found_by_its_number
     assert min(r["first_seen_at"] for r in answer.details["refusals"]) == since
 
 
+def test_a_number_in_quarantine_holding_markup_is_refused_with_rule_and_since(town):
+    customer_id, number = town.cases["markup_refused"]
+    with psycopg.connect(town.url) as conn:
+        since, first_run = conn.execute(
+            "SELECT min(first_seen_at), min(first_run_key) FROM sync.quarantine WHERE community_code = %s"
+            " AND dataset = 'accounts' AND row_key = %s", (CODE, str(customer_id))).fetchone()
+    assert since is not None, "the markup number should wait in quarantine"
+    for typed in (number, "1-001", "1001"):
+        answer = town.ask(typed)
+        assert answer.verdict == "refused", (typed, answer.message)
+        assert "no sync run refused it" not in answer.message
+        assert answer.details["customer_id"] == str(customer_id)
+        assert f"is in quarantine, refused by data quality since run {first_run} (" in answer.message
+        assert answer.details["quarantined_since_run"] == first_run
+        assert "number_off_mask (" in answer.message and number in answer.message  # the rule and its reason
+        assert min(r["first_seen_at"] for r in answer.details["refusals"]) == since
+
+
 def test_deleted_in_caselle_says_when(town):
     answer = town.ask(town.cases["deleted"][1])
     assert answer.verdict == "deleted"
@@ -219,9 +246,11 @@ def test_unknown_number_is_not_synced_yet_with_the_next_run(town):
     now = datetime(2030, 1, 1, 12, 7, tzinfo=UTC)
     answer = town.ask("999-99999-99", now=now)
     assert answer.verdict == "not_synced_yet"
-    # the community syncs every 5 minutes; accounts publish every run
-    assert answer.details["next_run_due_at"] == datetime(2030, 1, 1, 12, 10, tzinfo=UTC)
-    assert "2030-01-01 05:10 MST" in answer.message
+    # the community syncs every 5 minutes, at its staggered minute ("M-59/5"); accounts publish every run
+    offset = int(town.community.effective_schedule.split("-")[0])
+    minute = next(m for m in range(8, 13) if m % 5 == offset)
+    assert answer.details["next_run_due_at"] == datetime(2030, 1, 1, 12, minute, tzinfo=UTC)
+    assert f"2030-01-01 05:{minute:02d} MST" in answer.message
     # the refused new account's CustomerID is offered, as its number might be this one
     assert str(town.cases["new_refused"][0]) in answer.details["quarantined_account_ids"]
 
@@ -237,9 +266,9 @@ def test_status_shows_publish_counts_quality_marks_and_the_report(town, tmp_path
     assert set(by_name) == set(town.community.datasets)
     accounts = by_name["accounts"]
     assert accounts["freshness"] == "fresh" and accounts["last_published_at"] is not None
-    # refused again by the last run: the new account with a malformed number, the two broken type codes
-    assert accounts["last_run"]["rows_refused"] == 3
-    assert accounts["quarantined"] == 3
+    # refused again by the last run: the two new accounts with malformed numbers, the two broken type codes
+    assert accounts["last_run"]["rows_refused"] == 4
+    assert accounts["quarantined"] == 4
     assert accounts["quality"]["status"] == "failed"
     assert {c["rule"] for c in accounts["quality"]["failed_checks"]} == {"code_customertype", "number_off_mask"}
     assert accounts["report_page"] is not None
@@ -310,7 +339,7 @@ def test_the_cli_answers_explain_and_status(town, tmp_path):
     out = subprocess.run([*cli, "status", CODE], env=env, capture_output=True, text=True, check=True).stdout
     assert f"{CODE} (" in out and "accounts" in out
     missing = subprocess.run([*cli, "explain", "NOWHERE", "1"], env=env, capture_output=True, text=True)
-    assert missing.returncode == 1 and "unknown_community" in missing.stdout
+    assert missing.returncode == 2 and "no community 'NOWHERE'" in missing.stderr and not missing.stdout
 
 
 def test_the_plugin_imports_without_io_and_registers_its_page(tmp_path):

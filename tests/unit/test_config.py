@@ -77,3 +77,33 @@ def test_file_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(textwrap.dedent(yaml.safe_dump({"communities": [GOOD]})))
     assert load_config(path).get("SPRINGFLD").time_zone == "America/Denver"
+
+
+def test_quality_mostly_is_per_check_or_dataset_check_and_defaults_by_kind():
+    loaded = parse_config({"communities": [{**GOOD, "quality": {
+        "mostly": {"implausible_date": 0.9, "charges.implausible_date": 0.5, "orphan_account": 0.95}}}]})
+    assert not loaded.errors, loaded.errors
+    quality = loaded.get("SPRINGFLD").quality
+    assert quality.mostly_of("charges", "implausible_date", 0.99) == 0.5  # dataset.check wins
+    assert quality.mostly_of("payments", "implausible_date", 0.99) == 0.9
+    assert quality.mostly_of("charges", "orphan_account", 1.0) == 0.95
+    assert quality.mostly_of("charges", "amount_size", 0.99) == 0.99  # not tuned: the default
+
+
+@pytest.mark.parametrize(
+    ("mostly", "words"),
+    [
+        ({"no_such_check": 0.5}, "unknown check 'no_such_check' in mostly key 'no_such_check'"),
+        ({"bills.key_unique": 0.5}, "unknown data set 'bills' in mostly key 'bills.key_unique'"),
+        ({"charges.staged_columns": 0.5}, "'charges.staged_columns': 'staged_columns' is a table check"),
+        ({"implausible_date": 1.5}, "less than or equal to 1"),
+        ({"implausible_date": -0.1}, "greater than or equal to 0"),
+        ({"implausible_date": "most"}, "valid number"),
+    ],
+)
+def test_bad_quality_mostly_is_refused_naming_community_and_key(mostly, words):
+    loaded = parse_config({"communities": [{**GOOD, "quality": {"mostly": mostly}}, {**GOOD, "code": "CEDARHLS"}]})
+    assert [c.code for c in loaded.communities] == ["CEDARHLS"], "the good community must still load"
+    [error] = loaded.errors
+    assert error.community == "SPRINGFLD" and "field 'quality.mostly" in str(error)
+    assert words.lower() in str(error).lower()

@@ -117,3 +117,21 @@ def test_importing_the_module_does_not_import_great_expectations() -> None:
     code = "import sys, portal_sync.gx_runner; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_batch_query_selects_the_changed_rows_and_the_derived_columns() -> None:
+    query = gx_runner.batch_query("stage", "T1", {"Amount__amount": 's."Amount"::numeric'}, 's."_row_id" IN (1, 2)')
+    assert query == ('SELECT s.*, s."Amount"::numeric AS "Amount__amount" FROM "stage"."T1" AS s\n'
+                     'WHERE (s."_row_id" IN (1, 2)\n)')
+    assert gx_runner.batch_query("stage", "T1", {}, None) == 'SELECT s.* FROM "stage"."T1" AS s'
+
+
+@pytest.mark.parametrize("rows_where", ["s.\"K\" LIKE '%x'", "s.\"K\" = :k"])
+def test_batch_query_refuses_what_would_not_survive_two_text_clauses(rows_where: str) -> None:
+    with pytest.raises(ValueError, match="neither"):
+        gx_runner.batch_query("stage", "t", {}, rows_where)
+
+
+def test_custom_queries_select_the_row_id_and_key() -> None:
+    query = build_unexpected_rows_query('s."K" IS NULL', select=("_row_id", "CustomerID"))
+    assert query.startswith('SELECT s."_row_id", s."CustomerID" FROM {batch} AS s\n')

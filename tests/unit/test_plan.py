@@ -141,6 +141,7 @@ def test_reconcile_requested_and_all_history():
     marks = {"charges": utc(2026, 3, 1, 11)}
     asked = plan(request=RunRequest(reconcile=True), marks=marks, now=now)["charges"]
     assert (asked.mode, asked.window_start, asked.window_end) == ("reconcile", now - timedelta(days=400), now)
+    assert asked.changes_since == marks["charges"] - timedelta(minutes=30)  # the window it replaces (look-back)
     assert asked.why == "reconciliation requested"
     every = plan(request=RunRequest(reconcile_all_history=True), marks=marks, now=now)["charges"]
     assert (every.mode, every.window_start) == ("reconcile", None)
@@ -181,6 +182,16 @@ def test_reconcile_reads_contents_since_the_local_date():
         ('("TransactionDate" >= ?)', ["date 2025-12-31"])]
     full = DatasetPlan("charges", "full")
     assert primary_reads(DATASETS["charges"], full, DENVER, ["7"], FakeDialect()) == [(None, None)]
+
+
+def test_a_reconciliation_also_reads_what_changed_since_the_mark_whatever_its_date():
+    """Its mark moves past the window: a line entered now but dated before the compared range (a period
+    close's BEGBAL line, dated PurgeBefore) would otherwise wait for an all-history reconciliation."""
+    plan = DatasetPlan("charges", "reconcile", utc(2026, 1, 1, 3), utc(2026, 3, 1, 9),
+                       changes_since=utc(2026, 3, 1, 8, 55))
+    assert primary_reads(DATASETS["charges"], plan, DENVER, [], FakeDialect()) == [
+        ('("TransactionDate" >= ? OR ("InputDate" >= ? AND "InputDate" < ?))',
+         ["date 2025-12-31", "2026-03-01 01:55:00", "2026-03-01 02:00:00"])]
 
 
 def test_quarantined_keys_are_read_again_in_chunks():

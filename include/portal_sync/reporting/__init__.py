@@ -25,7 +25,7 @@ Kind = Literal["site", "page"]
 
 FILTERS = {
     "local": fmt.local_time, "utc": fmt.utc_time, "iso_utc": fmt.iso_utc, "age": fmt.age, "elapsed": fmt.elapsed,
-    "duration": fmt.duration, "num": fmt.num, "count": fmt.count, "tone": fmt.tone,
+    "duration": fmt.duration, "num": fmt.num, "count": fmt.count, "tone": fmt.tone, "until": fmt.until,
 }
 
 

@@ -18,12 +18,14 @@ TEXT_LIMIT = 1000  # longest reason, key or error shown in the data-quality site
 
 # A run's outcome (the run record's) as a status of the data-quality site.
 _OUTCOME_STATUS = {"published": "ok", "partly_published": "refused", "failed": "failed",
-                   "nothing_published": "failed", "running": "running"}
+                   "nothing_published": "failed", "running": "running", "abandoned": "failed"}
 # Words the status page shows as a badge, and the tone of that badge.
 _TONE = {
     "fresh": "ok", "STALE": "bad", "published": "ok", "failed": "bad", "passed": "ok", "warnings": "warn",
     "nothing_published": "warn", "running": "", "found_visible": "ok", "not_synced_yet": "warn",
-    "not_eligible": "warn", "refused": "bad", "deleted": "bad", "renumbered": "warn",
+    "not_eligible": "warn", "refused": "bad", "deleted": "bad", "renumbered": "warn", "abandoned": "bad",
+    # the fleet summary's states (status.STATES)
+    "stale": "bad", "ok": "ok", "never": "",
 }
 
 
@@ -66,6 +68,20 @@ def age(value: datetime | timedelta, now: datetime | None = None) -> str:
     if secs < 36 * 3600:
         return f"{secs / 3600:.1f} h ago"
     return f"{secs / 86400:.1f} days ago"
+
+
+def until(value: datetime, now: datetime | None = None) -> str:
+    """How long until a time to come (a run due), in the unit a person reads at a glance."""
+    secs = int((value - (now or datetime.now(UTC))).total_seconds())
+    if secs < 0:
+        return "overdue"
+    if secs < 90:
+        return f"in {secs} s"
+    if secs < 90 * 60:
+        return f"in {secs // 60} min"
+    if secs < 36 * 3600:
+        return f"in {secs / 3600:.1f} h"
+    return f"in {secs / 86400:.1f} days"
 
 
 def elapsed(start: datetime | None, end: datetime | None) -> str:

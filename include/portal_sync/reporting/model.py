@@ -9,16 +9,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 
+from portal_sync.datasets import DATASETS
 from portal_sync.reporting.format import local_time, outcome_status, zone
-from portal_sync.store import reads
+from portal_sync.store import gx_results, reads
 
 SEVERITY_ORDER = {"fail": 0, "refuse": 1, "warn": 2}
+
+# A community's state on the summary, worst first (the page sorts by this order, then by code):
+STATES = ("failed", "stale", "refused", "warnings", "running", "ok", "never")
+STATE_MEANING = {
+    "failed": "the latest run that ended did not publish every data set (failed, abandoned, partly or nothing"
+              " published)",
+    "stale": "a data set has not published within its alert limit (freshness_factor x its cadence)",
+    "refused": "the latest run that ended refused rows (they wait in quarantine)",
+    "warnings": "the latest run that ended warned about rows or a warn check failed",
+    "running": "a run is under way and the latest one that ended was clean",
+    "ok": "the latest run that ended published everything, clean and fresh",
+    "never": "no run has ended yet (none at all, or only dry runs)",
+}
 
 
 @dataclass
@@ -152,11 +166,34 @@ class RunDetail:
     finding_counts: dict[tuple[str, str], dict[str, Any]]
     examples: dict[tuple[str, str], list[dict[str, Any]]]
     summary: RunSummary
+    # Great Expectations' result per expectation (sync.gx_results), failing first, and the rows it validated
+    gx: list[dict[str, Any]] = field(default_factory=list)
+    gx_rows: dict[str, int | None] = field(default_factory=dict)
 
     def dataset_names(self) -> list[str]:
         names = list(self.run["datasets"] or [])
         extra = {c["dataset"] for c in self.checks} | set(self.audit) | {d for d, _ in self.finding_counts}
+        extra |= {g["dataset"] for g in self.gx}
         return names + sorted(extra - set(names))
+
+    def gx_of(self, dataset: str) -> list[dict[str, Any]]:
+        """The data set's expectations, each with its sample rows as (key, our reason) (``sample_rows``)."""
+        return [{**g, "sample_rows": self.sample_rows(g)} for g in self.gx if g["dataset"] == dataset]
+
+    def sample_rows(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+        """GX's sample of failing rows as the run's findings name them: the key as our row keys write it
+        (key columns in declared order, ``|`` between, NULL as ``NULL``) and our reason for that row, found
+        among the rule's example findings (None when the row is not among them)."""
+        declared = DATASETS.get(result["dataset"])
+        reasons = {e["row_key"]: e["reason"] for e in self.examples.get((result["dataset"], result["rule"]), [])}
+        rows = []
+        for sample in result.get("sample_keys") or []:
+            if not isinstance(sample, dict):
+                continue
+            columns = list(declared.primary.key) if declared else [k for k in sample if k != "_row_id"]
+            key = "|".join("NULL" if sample.get(c) is None else str(sample.get(c)) for c in columns)
+            rows.append({"key": key, "row_id": sample.get("_row_id"), "reason": reasons.get(key)})
+        return rows
 
 
 def run_detail(conn: psycopg.Connection, community: str, run_key: str, examples_per_check: int) -> RunDetail:
@@ -170,7 +207,9 @@ def run_detail(conn: psycopg.Connection, community: str, run_key: str, examples_
     examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in reads.finding_examples(conn, run_key, examples_per_check):
         examples.setdefault((r["dataset"], r["rule"]), []).append(r)
-    return RunDetail(run, audit, reads.checks_of_run(conn, run_key), counts, examples, summary)
+    gx_rows = {r["dataset"]: r["rows_validated"] for r in gx_results.summary_of_run(conn, run_key)}
+    return RunDetail(run, audit, reads.checks_of_run(conn, run_key), counts, examples, summary,
+                     gx_results.results_of_run(conn, run_key), gx_rows)
 
 
 @dataclass
@@ -204,3 +243,77 @@ def run_history(conn: psycopg.Connection, community: str | None, limit: int,
     for row in reads.failed_checks(conn, keys):
         history.failed.setdefault((row["run_key"], row["dataset"]), []).append(row)
     return history
+
+
+# --------------------------------------------------------------------------- trends
+
+TREND_DAYS = 30
+
+
+@dataclass
+class TrendSeries:
+    """One line of a trend chart: per day of ``Trends.days`` a value."""
+
+    label: str
+    values: list[int]
+    style: str = ""  # the check's severity (refuse, warn, fail); "" for rows published
+    runs: int = 0  # failed checks: runs it failed in; published: publishes
+
+
+@dataclass
+class Trends:
+    """A community's last ``TREND_DAYS`` days (its clock): failing rows per check, rows published per data set."""
+
+    community: str
+    time_zone: str
+    days: list[date]
+    failing: list[TrendSeries]
+    published: list[TrendSeries]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the status API and ``portal-sync status --json`` carry it)."""
+        def series(items: list[TrendSeries]) -> list[dict[str, Any]]:
+            return [{"label": s.label, "values": s.values, "style": s.style, "runs": s.runs} for s in items]
+
+        return {"community": self.community, "time_zone": self.time_zone,
+                "days": [d.isoformat() for d in self.days], "failing": series(self.failing),
+                "published": series(self.published)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trends:
+        def series(items: list[dict[str, Any]]) -> list[TrendSeries]:
+            return [TrendSeries(s["label"], list(s["values"]), s.get("style", ""), s.get("runs", 0)) for s in items]
+
+        return cls(data["community"], data["time_zone"], [date.fromisoformat(d) for d in data["days"]],
+                   series(data["failing"]), series(data["published"]))
+
+
+def trend_days(now: datetime, tz: ZoneInfo, days: int = TREND_DAYS) -> tuple[list[date], datetime]:
+    """The last ``days`` calendar days on the community's clock, today included, and when the first began."""
+    today = now.astimezone(tz).date()
+    first = today - timedelta(days=days - 1)
+    return [first + timedelta(days=i) for i in range(days)], datetime.combine(first, time(), tzinfo=tz)
+
+
+def trends(conn: psycopg.Connection, community: str, tz: ZoneInfo, *, now: datetime | None = None,
+           days: int = TREND_DAYS) -> Trends:
+    """The two trend charts' data, in two queries bounded to the period (``store.reads``)."""
+    day_list, since = trend_days(now or datetime.now(UTC), tz, days)
+    position = {d: i for i, d in enumerate(day_list)}
+    failing: dict[tuple[str, str, str], TrendSeries] = {}
+    for row in reads.check_failures_by_day(conn, community, since, tz.key):
+        if row["day"] not in position:  # a row validated after ``now`` (clock skew): not in the period
+            continue
+        key = (row["dataset"], row["rule"], row["severity"])
+        s = failing.setdefault(key, TrendSeries(f"{row['dataset']}.{row['rule']}", [0] * days, row["severity"]))
+        s.values[position[row["day"]]] = int(row["failing_rows"] or 0)
+        s.runs += int(row["failed_runs"])
+    published: dict[str, TrendSeries] = {}
+    for row in reads.rows_published_by_day(conn, community, since, tz.key):
+        if row["day"] not in position:
+            continue
+        s = published.setdefault(row["dataset"], TrendSeries(row["dataset"], [0] * days))
+        s.values[position[row["day"]]] = int(row["rows_published"] or 0)
+        s.runs += int(row["publishes"])
+    worst_first = sorted(failing.values(), key=lambda s: (SEVERITY_ORDER.get(s.style, 9), -max(s.values), s.label))
+    return Trends(community, tz.key, day_list, worst_first, sorted(published.values(), key=lambda s: s.label))

@@ -140,6 +140,48 @@ def format_overview(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_fleet(data: dict[str, Any]) -> str:
+    """The fleet summary, one line per community, worst first (``portal-sync status`` without a code): state,
+    code, name, the latest run, stale data sets, rows refused by the latest run that ended, next run due."""
+    lines = []
+    for com in data["communities"]:
+        last = (f"last {com['last_outcome']} {utc_time(com['last_run_at'])}" if com["last_run_at"]
+                else "no run yet")
+        if com["judged_outcome"] and com["judged_outcome"] != com["last_outcome"]:
+            last += f" (ended: {com['judged_outcome']} {utc_time(com['judged_at'])})"
+        stale = f"stale {len(com['stale'])}/{com['datasets']}"
+        if com["stale"]:
+            stale += f" ({','.join(com['stale'])})"
+        line = (f"{com['state']:<8} {com['code']:<10} {com['name'][:32]:<32}  {last}  {stale}"
+                f"  refused {com['rows_refused']}  next due {utc_time(com['next_due'], '-')}")
+        if com["failed_datasets"]:
+            line += f"  failed: {','.join(com['failed_datasets'])}"
+        if com["state"] == "failed" and com["error"]:
+            line += f"  error: {' '.join(com['error'].split())[:200]}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def fleet_footer(data: dict[str, Any]) -> str:
+    """What the summary left out: the count per state, the filters and page, unconfigured communities and
+    configuration errors (the CLI prints it on stderr, so stdout keeps one line per community)."""
+    counts = ", ".join(f"{state} {data['counts'].get(state, 0)}" for state in data["states"])
+    shown = len(data["communities"])
+    first = (data["page"] - 1) * (data["per_page"] or 0) + 1 if shown else 0
+    head = f"{data['total']} communities ({counts}); {data['matched']} match"
+    if data["state"]:
+        head += f" state={data['state']}"
+    if data["match"]:
+        head += f" match={data['match']!r}"
+    if shown and shown < data["matched"]:
+        head += f"; shown {first}-{first + shown - 1}"
+    lines = [head]
+    lines += [f"{code}: has runs in the portal database but is not in the configuration"
+              for code in data["unconfigured"]]
+    lines += [f"configuration error: {error}" for error in data["config_errors"]]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- explain
 
 

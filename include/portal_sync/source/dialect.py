@@ -22,10 +22,36 @@ from portal_sync.datasets import Extract
 # text (arrow-odbc binds text); each dialect's ``timestamp_param``/``date_param`` writes them.
 Read = tuple[str | None, list[Any] | None]
 
-UNREADABLE = "_unreadable"  # staged column: why a value of the row could not be read exactly; NULL when all were
 MAX_TEXT_BYTES = 4008  # transfer buffer cap for columns the driver reports as unbounded
 
 Connect = Callable[[], pyodbc.Connection]  # opens a new connection to the source being read
+
+# ODBC SQL data types (SQLColumns DATA_TYPE) -> the type family the schema check compares.
+_FAMILIES: dict[int, str] = {
+    4: "int", -5: "bigint", 5: "smallint", -6: "tinyint",
+    1: "text", 12: "text", -8: "text", -9: "text",  # (W)CHAR, (W)VARCHAR: bounded text
+    -1: "long text", -10: "long text",  # (W)LONGVARCHAR: text without a length
+    2: "decimal", 3: "decimal", 6: "float", 7: "float", 8: "float",
+    9: "date", 91: "date", 11: "datetime", 93: "datetime",
+    -2: "binary", -3: "binary", -4: "binary", -7: "bit",
+}
+# The family each declared kind must have in the source (datasets.SourceColumn.kind).
+KIND_FAMILY: dict[str, str] = {
+    "int": "int", "bigint": "bigint", "smallint": "smallint", "text": "text", "char": "text",
+    "money": "decimal", "date": "date", "datetime": "datetime",
+}
+
+
+@dataclass(frozen=True)
+class CatalogType:
+    """A source column's type as the schema check compares it: family, length (text), precision and scale
+    (decimal), and the type as the driver named it (for messages)."""
+
+    family: str
+    shown: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,23 @@ class Dialect:
     def reader_options(self) -> dict[str, Any]:
         """arrow-odbc options for this engine's reads (buffer sizes)."""
         return {"max_text_size": MAX_TEXT_BYTES}
+
+    def column_type(self, data_type: int, type_name: str, size: int | None, digits: int | None) -> CatalogType:
+        """A column as the ODBC catalog (``SQLColumns``) reports it, in the terms the schema check compares.
+
+        Typed engines report the SQL data type, a text column's length in characters and a decimal's
+        precision and scale; that is taken as it is.
+        """
+        family = _FAMILIES.get(int(data_type), f"ODBC type {data_type}")
+        if family == "text":
+            return CatalogType(family, f"{type_name}({size})", length=size)
+        if family == "decimal":
+            return CatalogType(family, f"{type_name}({size},{digits})", precision=size, scale=digits)
+        return CatalogType(family, type_name or family)
+
+    def schema_preference(self) -> tuple[str, ...]:
+        """Schemas to prefer when the catalog lists a table in several (the one an unqualified name reaches)."""
+        return ()
 
     def split(self, connect: Connect, extract: Extract, read: Read, streams: int) -> list[Read]:
         """The read as pieces to read side by side in child processes (docs/adr/0008), or itself.

@@ -17,3 +17,6 @@ from portal_sync.source.dialect import Dialect
 @dataclass(frozen=True)
 class PostgreSQL(Dialect):
     name: str = "PostgreSQL"
+
+    def schema_preference(self) -> tuple[str, ...]:
+        return ("public",)  # the default search_path's schema

@@ -17,14 +17,18 @@ processes read side by side (docs/adr/0008).
 
 from __future__ import annotations
 
+import re
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyodbc
 
 from portal_sync.datasets import Extract, SourceColumn
-from portal_sync.source.dialect import UNREADABLE, Connect, Dialect, Read
+from portal_sync.names import UNREADABLE
+from portal_sync.source.dialect import CatalogType, Connect, Dialect, Read
+from portal_sync.source.errors import SourceUnreachable
 
 # The checked SELECT's text, money and check columns are computed, which the driver reports as
 # 255 characters: at most that much of a value is handed over, in buffers of 4 bytes a character,
@@ -35,6 +39,10 @@ BATCH_BYTES = 32 << 20
 # second to start; a city ledger's checked read takes minutes).
 SPLIT_MIN_ROWS = 500_000
 
+# A declared type as SQLite keeps it: a name of one or more words, then (length) or (precision, scale).
+_DECLARED = re.compile(r"^\s*([A-Za-z][A-Za-z ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+_CHARACTER_TYPES = ("CHAR", "VARCHAR", "NCHAR", "NVARCHAR", "CHARACTER", "VARYING CHARACTER", "NATIVE CHARACTER",
+                    "CHARACTER VARYING", "TEXT", "CLOB")
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "smallint": (-(2**15), 2**15 - 1)}
 _TEXT_KINDS = ("text", "char", "money")
 
@@ -123,6 +131,24 @@ class SQLite(Dialect):
             return read
         return literal_sql(where or "", parameters), None
 
+    def column_type(self, data_type: int, type_name: str, size: int | None, digits: int | None) -> CatalogType:
+        """The declared type as written in the table's CREATE statement, which is all SQLite keeps.
+
+        The SQLite3 driver reports ``DECIMAL(12,2)`` as VARCHAR with the scale as its size, and ``TEXT``
+        without a length: decimal and character types are read from the type's name and arguments.
+        Other types (INT, BIGINT, REAL, DATE, DATETIME, ...) the driver maps by name, as wanted.
+        """
+        declared = _DECLARED.match(type_name or "")
+        if declared is None or not type_name.strip():
+            return CatalogType("no declared type" if not (type_name or "").strip() else type_name, type_name or "")
+        name = " ".join(declared.group(1).upper().split())
+        first, second = (int(g) if g is not None else None for g in declared.group(2, 3))
+        if name in ("DECIMAL", "NUMERIC") and first is not None:
+            return CatalogType("decimal", type_name, precision=first, scale=second or 0)
+        if name in _CHARACTER_TYPES:
+            return CatalogType("text" if first is not None else "long text", type_name, length=first)
+        return super().column_type(data_type, type_name, size, digits)
+
     def reader_options(self) -> dict[str, Any]:
         return {"max_text_size": 4 * TEXT_CHARS, "max_bytes_per_batch": BATCH_BYTES}
 
@@ -162,6 +188,34 @@ class SQLite(Dialect):
             condition = " AND ".join(conditions)
             pieces.append((f"({where}) AND {condition}" if where else condition, parameters))
         return pieces
+
+
+def connection_attributes(odbc: str) -> dict[str, str]:
+    """The ``key=value`` pairs of an ODBC connection string, keys in upper case, braces around a value removed."""
+    found: dict[str, str] = {}
+    for key, braced, plain in re.findall(r"\s*([^=;]+?)\s*=\s*(?:\{((?:[^}]|\}\})*)\}|([^;]*))\s*(?:;|$)", odbc):
+        found[key.upper()] = braced.replace("}}", "}") if braced else plain.strip()
+    return found
+
+
+def check_database_file(odbc: str) -> None:
+    """Refuse a SQLite source whose database file does not exist, before the driver creates an empty one.
+
+    The SQLite3 ODBC driver opens a missing file by creating it: a mistyped path would then read as
+    a Caselle without tables, and leave an empty file behind. Strings for other drivers (and DSNs,
+    whose file is configured elsewhere) pass unchecked.
+    """
+    attributes = connection_attributes(odbc)
+    if "sqlite" not in attributes.get("DRIVER", "").lower():
+        return
+    database = attributes.get("DATABASE", "")
+    if database.startswith("file:"):  # a URI filename: the path is before any query string
+        database = database[5:].split("?", 1)[0]
+    if database in ("", ":memory:"):
+        raise SourceUnreachable("the SQLite source's connection string names no database file (Database=...)")
+    if not Path(database).is_file():
+        raise SourceUnreachable(f"the SQLite source's database file {database} does not exist "
+                                "(check Database= in the connection string)")
 
 
 def literal_sql(sql: str, parameters: list[Any]) -> str:

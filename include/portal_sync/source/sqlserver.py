@@ -22,3 +22,6 @@ from portal_sync.source.dialect import Dialect
 class SqlServer(Dialect):
     name: str = "Microsoft SQL Server"
     timestamp_format: ClassVar[str] = "%Y-%m-%dT%H:%M:%S"  # ISO 8601: the same instant under every language
+
+    def schema_preference(self) -> tuple[str, ...]:
+        return ("dbo",)  # Caselle's tables live in dbo

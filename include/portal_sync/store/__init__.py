@@ -8,6 +8,7 @@ from here, never from a local file or process memory.
 - ``quality``: sync.run_findings, sync.dq_results and sync.quarantine
 - ``marks``: sync.watermarks, the high-water marks of the incremental data sets
 - ``reads``: the reporting queries (status, data-quality site, explain, summaries)
+- ``alerts``: sync.alerts, the alert incidents (one notice per incident, one on recovery)
 
 Every function takes an open psycopg connection first and commits nothing on its own
 unless its job is a transaction (``runs.start_run``).

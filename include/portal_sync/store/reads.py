@@ -13,7 +13,7 @@ not a read, ``delete_report_rows_before``, is retention of the report's own rows
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -96,8 +96,14 @@ def last_run(conn: psycopg.Connection, community: str) -> Row | None:
 
 
 def run_communities(conn: psycopg.Connection) -> list[str]:
-    """Every community code the run history knows."""
-    return [code for (code,) in conn.execute("SELECT DISTINCT community_code FROM sync.runs ORDER BY 1")]
+    """Every community code the run history knows: one index probe per community (a skip scan of
+    ``runs_community``), not a scan of every run."""
+    return [code for (code,) in conn.execute(
+        "WITH RECURSIVE codes(code) AS ("
+        " (SELECT community_code FROM sync.runs ORDER BY community_code LIMIT 1)"
+        " UNION ALL SELECT (SELECT r.community_code FROM sync.runs r WHERE r.community_code > codes.code"
+        "  ORDER BY r.community_code LIMIT 1) FROM codes WHERE codes.code IS NOT NULL)"
+        " SELECT code FROM codes WHERE code IS NOT NULL ORDER BY 1")]
 
 
 def dataset_rows(conn: psycopg.Connection, run_keys: Sequence[str]) -> list[Row]:
@@ -263,6 +269,94 @@ def quarantine_counts(conn: psycopg.Connection, community: str) -> dict[str, Row
     return {row["dataset"]: row for row in rows}
 
 
+# Outcomes of a run that ended and said something about the portal: a running run has not, and a dry
+# run publishes nothing.
+_JUDGED_OUTCOMES = ("published", "partly_published", "nothing_published", "failed", "abandoned")
+
+
+# The fleet summary's statement (``fleet_rows``; benchmarks/status_page.py explains it).
+FLEET_SQL = (
+    "WITH c AS (SELECT code, profile, ord FROM unnest(%(codes)s::text[], %(profiles)s::int[])"
+    "   WITH ORDINALITY AS u(code, profile, ord)),"
+    " lim AS (SELECT c.code, p.dataset, p.alert_seconds * interval '1 second' AS alert_after, p.ord"
+    "   FROM unnest(%(p_ids)s::int[], %(p_sets)s::text[], %(p_limits)s::float8[])"
+    "   WITH ORDINALITY AS p(profile, dataset, alert_seconds, ord) JOIN c ON c.profile = p.profile),"
+    " first AS (SELECT c.code, (SELECT r.started_at FROM sync.runs r WHERE r.community_code = c.code"
+    "   ORDER BY r.started_at LIMIT 1) AS first_started_at FROM c),"
+    " stale AS (SELECT l.code, array_agg(l.dataset ORDER BY l.ord) AS stale_datasets FROM lim l"
+    "   JOIN first f ON f.code = l.code WHERE f.first_started_at < %(now)s - l.alert_after"
+    "   AND NOT EXISTS (SELECT 1 FROM sync.runs r JOIN sync.run_datasets d ON d.run_key = r.run_key"
+    "     AND d.dataset = l.dataset AND d.phase = 'published'"
+    "     WHERE r.community_code = l.code AND r.published_at IS NOT NULL"
+    "     AND r.published_at >= %(now)s - l.alert_after)"
+    "   GROUP BY l.code),"
+    " enabled AS (SELECT code, count(*) AS datasets FROM lim GROUP BY code)"
+    " SELECT c.code, pc.name AS portal_name, pc.time_zone AS portal_time_zone, f.first_started_at,"
+    " coalesce(e.datasets, 0) AS datasets, coalesce(s.stale_datasets, '{}') AS stale_datasets,"
+    " lr.run_key AS last_run_key, lr.airflow_run_id AS last_airflow_run_id, lr.started_at AS last_started_at,"
+    " lr.outcome AS last_outcome, coalesce(lr.source_org_name, j.source_org_name) AS source_org_name,"
+    " coalesce(lr.time_zone, j.time_zone) AS run_time_zone,"
+    " j.run_key AS judged_run_key, j.started_at AS judged_started_at, j.finished_at AS judged_finished_at,"
+    " j.outcome AS judged_outcome, left(j.error, 500) AS judged_error,"
+    " coalesce(jd.refused, 0) AS rows_refused, coalesce(jd.warned, 0) AS rows_warned,"
+    " coalesce(jd.failed, '{}') AS failed_datasets, coalesce(jq.warn_checks, 0) AS warn_checks"
+    " FROM c JOIN first f ON f.code = c.code"
+    " LEFT JOIN enabled e ON e.code = c.code LEFT JOIN stale s ON s.code = c.code"
+    " LEFT JOIN portal.communities pc ON pc.community_code = c.code"
+    " LEFT JOIN LATERAL (SELECT r.run_key, r.airflow_run_id, r.started_at, r.outcome, r.source_org_name,"
+    "   r.time_zone FROM sync.runs r WHERE r.community_code = c.code ORDER BY r.started_at DESC LIMIT 1) lr"
+    "   ON true"
+    " LEFT JOIN LATERAL (SELECT r.run_key, r.started_at, r.finished_at, r.outcome, r.error, r.source_org_name,"
+    "   r.time_zone FROM sync.runs r WHERE r.community_code = c.code AND r.outcome = ANY(%(judged)s::text[])"
+    "   ORDER BY r.started_at DESC LIMIT 1) j ON true"
+    " LEFT JOIN LATERAL (SELECT sum(d.rows_refused) AS refused, sum(d.rows_warned) AS warned,"
+    "   array_agg(d.dataset ORDER BY d.dataset) FILTER (WHERE d.phase = 'failed') AS failed"
+    "   FROM sync.run_datasets d WHERE d.run_key = j.run_key) jd ON true"
+    " LEFT JOIN LATERAL (SELECT count(*) AS warn_checks FROM sync.dq_results q"
+    "   WHERE q.run_key = j.run_key AND NOT q.success AND q.severity = 'warn') jq ON true"
+    " ORDER BY c.ord"
+)
+
+
+def fleet_params(profiles: Sequence[tuple[str, Sequence[tuple[str, timedelta]]]], now: datetime
+                 ) -> dict[str, object]:
+    """FLEET_SQL's parameters from (community, its (data set, alert limit) pairs). Each distinct list of
+    pairs goes once, and per community the number of its list: a fleet has a handful of them, so the
+    statement carries about one value per community, not one per data set."""
+    numbers: dict[tuple[tuple[str, timedelta], ...], int] = {}
+    by_identity: dict[int, int] = {}  # callers share one object per configuration: skip hashing it again
+    codes, chosen = [], []
+    for code, pairs in profiles:
+        number = by_identity.get(id(pairs))
+        if number is None:
+            number = by_identity[id(pairs)] = numbers.setdefault(tuple(pairs), len(numbers))
+        codes.append(code)
+        chosen.append(number)
+    p_ids, p_sets, p_limits = [], [], []
+    for pairs, number in numbers.items():
+        for dataset, limit in pairs:
+            p_ids.append(number)
+            p_sets.append(dataset)
+            p_limits.append(limit.total_seconds())
+    return {"codes": codes, "profiles": chosen, "p_ids": p_ids, "p_sets": p_sets, "p_limits": p_limits,
+            "now": now, "judged": list(_JUDGED_OUTCOMES)}
+
+
+def fleet_rows(conn: psycopg.Connection, profiles: Sequence[tuple[str, Sequence[tuple[str, timedelta]]]],
+               now: datetime) -> list[Row]:
+    """Per community, in one statement whatever their number (in the order given): its latest run, its
+    latest judged run (one that ended and was not a dry run) with that run's refused and warned rows, failed
+    data sets and failed warn checks, its first run's start, the portal's name and zone, and its stale data
+    sets.
+
+    ``profiles`` holds per community the (data set, alert limit) of each enabled data set: a data set is
+    stale when it has not published since ``now - limit`` and the community's first run is older than that
+    (``freshness.assess``). Each look-up is an index range of one community (``runs_community``,
+    ``runs_published``, the primary keys), bounded by the last few runs, not by the history kept.
+    """
+    return _rows(conn, FLEET_SQL, fleet_params(profiles, now))
+
+
 # --------------------------------------------------------------------------- explain (accounts)
 
 
@@ -330,4 +424,40 @@ def quarantined_accounts(conn: psycopg.Connection, community: str) -> list[Row]:
         "  AND a.account_id::text = q.row_key)"
         " GROUP BY q.row_key ORDER BY since, q.row_key",
         (community,),
+    )
+
+
+# --------------------------------------------------------------------------- trends (the report's charts)
+#
+# One query per chart, over one community and a bounded interval. Each matches a partial index
+# (``WHERE NOT success`` on sync.dq_results, ``WHERE phase = 'published'`` on sync.run_datasets, both on
+# (community_code, time)) so it reads only the rows it draws; without those indexes it is still correct,
+# by a scan of the table.
+
+
+def check_failures_by_day(conn: psycopg.Connection, community: str, since: datetime, time_zone: str) -> list[Row]:
+    """Per day (on the community's clock), data set, check and severity, since ``since``: the most rows the
+    check failed on in one run that day, and in how many runs it failed. Only failed checks are read."""
+    return _rows(
+        conn,
+        "SELECT (validated_at AT TIME ZONE %(tz)s)::date AS day, dataset, rule, severity,"
+        " max(failing_rows) AS failing_rows, count(*) AS failed_runs FROM sync.dq_results"
+        " WHERE community_code = %(c)s AND validated_at >= %(since)s AND NOT success"
+        " GROUP BY 1, dataset, rule, severity ORDER BY 1, dataset, rule, severity",
+        {"c": community, "since": since, "tz": time_zone},
+    )
+
+
+def rows_published_by_day(conn: psycopg.Connection, community: str, since: datetime, time_zone: str) -> list[Row]:
+    """Per day (on the community's clock) and data set, since ``since``: rows its publishes inserted, updated
+    and deleted, and how many publishes. A data set row's ``updated_at`` is when its run last touched it:
+    the publish, or the clean-up a few minutes later."""
+    return _rows(
+        conn,
+        "SELECT (updated_at AT TIME ZONE %(tz)s)::date AS day, dataset,"
+        " sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0) + coalesce(rows_deleted, 0)) AS rows_published,"
+        " count(*) AS publishes FROM sync.run_datasets"
+        " WHERE community_code = %(c)s AND updated_at >= %(since)s AND phase = 'published'"
+        " GROUP BY 1, dataset ORDER BY 1, dataset",
+        {"c": community, "since": since, "tz": time_zone},
     )

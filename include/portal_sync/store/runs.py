@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
 
-from portal_sync.store import quality
+from portal_sync.store import gx_results, quality
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class RunRecord:
     started_at: datetime | None = None
     published_at: datetime | None = None
     finished_at: datetime | None = None
-    outcome: str = "running"  # running | published | partly_published | nothing_published | dry_run | failed
+    # running | published | partly_published | nothing_published | dry_run | failed | abandoned
+    outcome: str = "running"
     error: str | None = None
     customer_number_mask: str | None = None
 
@@ -65,6 +67,7 @@ class DatasetRun:
     mark_after: datetime | None = None
     extract_started_at: datetime | None = None
     rows_superseded: int | None = None
+    changes_since: datetime | None = None  # a reconciliation also reads rows changed since then
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +113,7 @@ def start_run(conn: psycopg.Connection, run_key: str, community: str, airflow_ru
         )
         conn.execute("DELETE FROM sync.run_datasets WHERE run_key = %s", (run_key,))
         quality.clear_run(conn, run_key)
+        gx_results.clear_run(conn, run_key)
         for name in datasets:
             conn.execute(
                 "INSERT INTO sync.run_datasets (run_key, community_code, dataset) VALUES (%s, %s, %s)",
@@ -167,6 +171,95 @@ def close_run(conn: psycopg.Connection, run_key: str) -> None:
         " outcome = CASE WHEN outcome = 'running' THEN 'failed' ELSE outcome END WHERE run_key = %s",
         (run_key,),
     )
+
+
+# --- live runs and the sweep of dead ones ----------------------------------------------------------
+
+# Outcomes of a run that ended; "abandoned": its process died and the sweep closed it.
+OUTCOMES = ("published", "partly_published", "nothing_published", "dry_run", "failed", "abandoned")
+# The first key of every run lock (the second is hashtext(run_key)); the publish's per-community lock
+# uses hashtext('portal_sync') and cannot meet it.
+_RUN_LOCK_CLASS = "portal_sync_run"
+_RUN_LOCK = "hashtext(%(lock_class)s), hashtext(%(run_key)s)"
+# A run that never took its lock (started before the locks existed) shows no sign of life the sweep can
+# test, so it counts as dead only once it is older than any run lives: a city's first load takes about
+# an hour, and Airflow's retries (2, with delays up to 10 minutes) and queued backfills add hours more.
+UNLOCKED_RUN_HOURS = 24
+# A run with a lock can look dead between two of its Airflow tasks (no process holds the lock while the
+# next task is queued): it counts as dead only when nothing of it has moved (start, lock taken, a data
+# set's step) for this long. A one-process run (the CLI) holds its lock throughout.
+IDLE_MINUTES = 60
+
+
+def hold_run_lock(conn: psycopg.Connection, run_key: str) -> None:
+    """Mark the run alive for as long as this session lasts: a session-level advisory lock, shared so
+    that every process working on the run (the DAG's parallel tasks) may hold it at once. The run
+    record notes the time, which also tells the sweep that this run is one that holds locks.
+
+    Keep the connection open for the whole step (or run); closing it, or the process dying, releases
+    the lock. Collisions of hashtext are harmless: an unrelated live run only makes one look alive.
+    """
+    conn.execute(f"SELECT pg_advisory_lock_shared({_RUN_LOCK})", {"lock_class": _RUN_LOCK_CLASS, "run_key": run_key})
+    with conn.transaction():
+        conn.execute("UPDATE sync.runs SET lock_held_at = now() WHERE run_key = %s", (run_key,))
+
+
+def release_run_lock(conn: psycopg.Connection, run_key: str) -> None:
+    """Give up this session's hold on the run's lock (closing the connection does the same)."""
+    conn.execute(f"SELECT pg_advisory_unlock_shared({_RUN_LOCK})", {"lock_class": _RUN_LOCK_CLASS, "run_key": run_key})
+
+
+def sweep_candidates(conn: psycopg.Connection, community: str | None) -> list[str]:
+    """Run keys of the community (or all) still recorded as running."""
+    return [k for (k,) in conn.execute(
+        "SELECT run_key FROM sync.runs WHERE outcome = 'running' AND (%(c)s::text IS NULL OR community_code = %(c)s)"
+        " ORDER BY started_at", {"c": community}).fetchall()]
+
+
+@contextmanager
+def dead_run(conn: psycopg.Connection, run_key: str) -> Iterator[datetime | bool]:
+    """Whether the run is dead, holding its lock exclusively meanwhile (so no process of it can start
+    while its leftovers are removed). Yields False for a live run, True for a dead run without a record,
+    and else the ``started_at`` of the dead run's record (what :func:`abandon_run` checks).
+
+    A run is alive when any session (this one included: advisory locks are re-entrant within a
+    session, so a try here would succeed on the caller's own run) holds its lock, or when it shows a
+    recent sign of life (IDLE_MINUTES, UNLOCKED_RUN_HOURS).
+    """
+    args = {"lock_class": _RUN_LOCK_CLASS, "run_key": run_key}
+    own = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        " AND classid = hashtext(%(lock_class)s)::oid AND objid = hashtext(%(run_key)s)::oid AND objsubid = 2)",
+        args).fetchone()[0]
+    if own or not conn.execute(f"SELECT pg_try_advisory_lock({_RUN_LOCK})", args).fetchone()[0]:
+        yield False
+        return
+    try:
+        row = conn.execute(
+            "SELECT r.started_at, r.lock_held_at IS NOT NULL,"
+            " greatest(r.started_at, r.lock_held_at, (SELECT max(d.updated_at) FROM sync.run_datasets d"
+            "                                          WHERE d.run_key = r.run_key)) > now() - %(idle)s,"
+            " r.started_at > now() - %(unlocked)s"
+            " FROM sync.runs r WHERE r.run_key = %(run_key)s",
+            {**args, "idle": timedelta(minutes=IDLE_MINUTES), "unlocked": timedelta(hours=UNLOCKED_RUN_HOURS)},
+        ).fetchone()
+        if row is None:
+            yield True
+        else:
+            started_at, locked, recent, young = row
+            yield False if (recent if locked else young) else started_at
+    finally:
+        conn.execute(f"SELECT pg_advisory_unlock({_RUN_LOCK})", args)
+
+
+def abandon_run(conn: psycopg.Connection, run_key: str, started_at: datetime, why: str) -> bool:
+    """Close a dead run still recorded as running as ``abandoned``; False when it is not (any more):
+    a retry that restarted it meanwhile (a new started_at) is left alone."""
+    return conn.execute(
+        "UPDATE sync.runs SET outcome = 'abandoned', finished_at = now(), error = %s"
+        " WHERE run_key = %s AND outcome = 'running' AND started_at = %s",
+        (why[:4000], run_key, started_at),
+    ).rowcount == 1
 
 
 LONGEST_FIRST_RUNS = 100  # at a 5-minute schedule, the last eight hours

@@ -1,0 +1,5 @@
+"""Airflow DAG file: shard 2 of the community DAGs (see ``caselle_sync.SHARDS``)."""
+
+from caselle_sync import build_shard
+
+build_shard(globals(), 2)
