@@ -106,7 +106,7 @@ def custom_query(bad_rows_where: str, key: Sequence[str]) -> str:
     """The ``unexpected_rows_query`` of a custom expectation: the ``_row_id`` and key of the bad rows of
     the batch. Other staging tables stay ``{{extract}}`` (filled in per run); see gx_runner for why the
     query joins a one-row constant."""
-    from portal_sync.gx_runner import build_unexpected_rows_query
+    from portal_sync.gx_query import build_unexpected_rows_query
 
     return build_unexpected_rows_query(bad_rows_where, select=(ROW_ID, *key))
 
@@ -320,7 +320,7 @@ def custom_classes() -> dict[str, type]:
     from great_expectations.expectations import UnexpectedRowsExpectation
     from great_expectations.expectations.model_field_types import MostlyField
 
-    from portal_sync.gx_runner import SAMPLE_SIZE
+    from portal_sync.gx_query import SAMPLE_SIZE
 
     class _PortalSyncRowsExpectation(UnexpectedRowsExpectation):
         """Unexpected rows of the batch as our SQL defines them; keeps a sample of their keys even in the

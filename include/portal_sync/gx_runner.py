@@ -41,15 +41,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portal_sync.gx_query import ROW_ID_COLUMN, SAMPLE_SIZE, build_unexpected_rows_query
+
 __all__ = [
     "GxCheckError", "GxExpectationResult", "GxRule", "GxRuleResult", "GxSuiteOutcome", "GxTableCheck",
     "GxTableResult", "build_unexpected_rows_query", "run_rules", "validate_suite",
 ]
-
-SAMPLE_SIZE = 20
-"""How many bad ``_row_id`` values a result keeps (GX itself fetches up to 200 bad rows)."""
-
-ROW_ID_COLUMN = "_row_id"
 
 _RULE_NAME_RE = re.compile(r"[a-z0-9_]+")
 # GX lower-cases the schema name unless it is quoted, and then mangles the quotes, so the schema
@@ -69,11 +66,6 @@ _RESULT_FORMAT_SUMMARY = "SUMMARY"
 # query): a bind-like ``:word`` or a ``%`` would not survive both, so neither may occur in it.
 _UNSAFE_BATCH_SQL_RE = re.compile(r"%|(?<![:\w]):\w")
 
-# SQLAlchemy text() treats ``:word`` as a bind parameter unless preceded by ``:``, a word character
-# or a backslash, and it strips the backslash from ``\:word`` before sending the SQL (see
-# sqlalchemy.sql.elements.TextClause._bind_params_regex and compiler.BIND_PARAMS_ESC).
-_TEXT_BIND_RE = re.compile(r"(?<![:\w\\]):(?=\w+(?![:\w]))")
-_TEXT_ESCAPED_BIND_RE = re.compile(r"\\(?=:\w*(?![:\w]))")
 
 
 @dataclass(frozen=True)
@@ -123,40 +115,6 @@ class GxTableResult:
 
 class GxCheckError(RuntimeError):
     """A check itself failed (bad SQL, missing column...): never to be read as pass or as bad data."""
-
-
-def build_unexpected_rows_query(bad_rows_where: str, select: Sequence[str] = (ROW_ID_COLUMN,)) -> str:
-    """Return the ``unexpected_rows_query`` template selecting the ``_row_id`` (and ``select``) of bad rows.
-
-    Only the row id and key are selected: GX fetches up to 200 bad rows, and a few values
-    per row keep that cheap. The JOIN with a one-row constant makes GX leave ``{batch}``
-    unaliased in every case (see the module docstring), so ``{batch} AS s`` is always valid.
-    The predicate sits on its own lines inside parentheses so that a trailing ``--`` comment or
-    an OR in it cannot escape the WHERE clause.
-    """
-    predicate = _escape_for_text_clause(_escape_format_braces(bad_rows_where.strip()))
-    columns = ", ".join('s."' + c.replace('"', '""') + '"' for c in select)
-    return (
-        f"SELECT {columns} FROM {{batch}} AS s\n"
-        "CROSS JOIN (SELECT 1) AS portal_sync_join_guard\n"
-        f"WHERE (\n{predicate}\n)"
-    )
-
-
-def _escape_format_braces(sql: str) -> str:
-    """Double braces: GX fills ``{batch}`` with ``str.format``, so a regex ``{1,10}`` would break."""
-    return sql.replace("{", "{{").replace("}", "}}")
-
-
-def _escape_for_text_clause(sql: str) -> str:
-    """Escape colons so that SQLAlchemy ``text()`` sends the predicate unchanged.
-
-    ``:word`` would become a bind parameter (``LIKE '%:x%'`` fails with "A value is required for
-    bind parameter"); ``\\:word`` would lose its backslash. Both get one more backslash, which
-    SQLAlchemy removes again. ``::cast`` and ``12:30`` are left alone, as SQLAlchemy does.
-    """
-    sql = _TEXT_ESCAPED_BIND_RE.sub(r"\\\\", sql)
-    return _TEXT_BIND_RE.sub(r"\\:", sql)
 
 
 def _sqlalchemy_url(pg_url: str) -> str:
