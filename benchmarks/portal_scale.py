@@ -210,9 +210,11 @@ def table_sizes(db: str) -> dict:
 
 
 def _columns(conn, schema: str, table: str) -> list[str]:
+    """The columns a copy writes: identity and generated columns take their own values."""
     return [r[0] for r in conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass"
-        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (schema, table)).fetchall()]
+        " AND attnum > 0 AND NOT attisdropped AND attidentity = '' AND attgenerated = ''"
+        " ORDER BY attnum", (schema, table)).fetchall()]
 
 
 def _community_tables(conn, schema: str) -> list[str]:
