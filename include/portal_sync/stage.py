@@ -71,7 +71,7 @@ def save_row_ids(conn: psycopg.Connection, table: str, select: str, params: dict
     Great Expectations runs on its own connections: what it reads must be a real table, not a
     temporary one of this session."""
     ident = sql.Identifier(STAGE_SCHEMA, table)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident))
     count = conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS ").format(ident).as_string(conn) + select,
                          params).rowcount
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ident, sql.Identifier(ROW_ID)))
@@ -93,7 +93,7 @@ def create_table(conn: psycopg.Connection, table: str, extract: Extract) -> None
     columns += [_column_ddl(c) for c in extract.columns]
     columns.append(sql.SQL("{} text").format(sql.Identifier(UNREADABLE)))  # why a value read inexactly
     conn.execute(
-        sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
+        sql.SQL("DROP TABLE IF EXISTS {}.{} CASCADE").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
     )
     conn.execute(
         sql.SQL("CREATE UNLOGGED TABLE {}.{} ({})").format(
@@ -161,9 +161,10 @@ def key_is_unique(conn: psycopg.Connection, table: str, extract: Extract) -> boo
 
 
 def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:
+    """CASCADE: a view Great Expectations validated over a table (gx_runner) goes with it."""
     for table in tables:
         conn.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
+            sql.SQL("DROP TABLE IF EXISTS {}.{} CASCADE").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
         )
 
 
