@@ -184,3 +184,33 @@ def test_tuned_mostly_reaches_gx_and_the_report_and_refusals_stay(make_source, p
     assert "validated no row of this data set" in accounts
     assert json.loads((tmp_path / "runs" / page_name(again).replace(".html", ".gx.json")).read_text())[
         "datasets"].keys() == {"charges"}
+
+
+def test_a_column_expectation_screened_clean_or_failing_reads_as_its_full_result(make_source, portal) -> None:
+    """The screen (mostly 1, no samples) decides only a clean expectation; one that finds a row runs as
+    configured: under the default mostly 0.99 the 1900 line passes, counted and sampled."""
+    sim = make_source("sqlite", seed=32)
+    customer = sim.query('SELECT "CustomerID" FROM "UB_Customer" WHERE "Status" = \'A\' ORDER BY 1')[0][0]
+    sim.insert_rows("UB_Transaction", [line(customer, OLD, TransactionDate=date(1900, 1, 1), Period="1900-01")])
+    comm = community(code="GXSCREEN", source_org_code="SPRINGFLD", datasets=("accounts", "charges"))
+    sync(sim, portal, "gx-screen", comm, use_gx=True)
+    run_key = run_key_of(portal, "gx-screen")
+
+    stored = gx_rows(portal, run_key)
+    old, size = stored["implausible_date:TransactionDate"], stored["amount_size:Amount"]
+    assert (old["mostly"], old["unexpected_count"], old["success"], old["severity"]) == (0.99, 1, True, "warn")
+    assert [s["TransactionID"] for s in old["sample_keys"]] == [OLD]
+    assert old["kwargs"]["mostly"] == 0.99
+    # clean: decided by the screen, recorded as the configured expectation with nothing unexpected
+    assert (size["mostly"], size["unexpected_count"], size["unexpected_percent"], size["success"]) == (
+        0.99, 0, 0.0, True)
+    assert size["sample_keys"] == [] and size["kwargs"]["mostly"] == 0.99
+    assert size["element_count"] == old["element_count"] > 1
+    with psycopg.connect(portal) as conn:
+        result = conn.execute("SELECT result FROM sync.gx_validations WHERE run_key = %s AND dataset = 'charges'",
+                              (run_key,)).fetchone()[0]
+    screened = {r["expectation_config"]["meta"]["portal_sync_rule"]: r for r in result["screen"]["results"]}
+    rerun = {r["expectation_config"]["meta"]["portal_sync_rule"] for r in result["rows"]["results"]}
+    assert screened["implausible_date:TransactionDate"]["success"] is False
+    assert screened["amount_size:Amount"]["success"] is True
+    assert "implausible_date:TransactionDate" in rerun and "amount_size:Amount" not in rerun
