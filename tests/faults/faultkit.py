@@ -393,7 +393,9 @@ def advisory_lock_holder(url: str, community: str) -> int | None:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
-            " AND l.classid = hashtext('portal_sync')::oid AND l.objid = hashtext(%s)::oid AND l.objsubid = 2",
+            " AND l.classid = hashtext('portal_sync')::oid AND l.objid = hashtext(%s)::oid AND l.objsubid = 2"
+            # advisory locks are per database; pg_locks shows every database's (other tests' too)
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (community,)).fetchone()
     return row[0] if row else None
 
@@ -402,7 +404,9 @@ def advisory_lock_waiters(url: str, community: str) -> list[int]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND NOT l.granted"
-            " AND l.classid = hashtext('portal_sync')::oid AND l.objid = hashtext(%s)::oid AND l.objsubid = 2",
+            " AND l.classid = hashtext('portal_sync')::oid AND l.objid = hashtext(%s)::oid AND l.objsubid = 2"
+            # advisory locks are per database; pg_locks shows every database's (other tests' too)
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (community,)).fetchall()
     return [r[0] for r in rows]
 
