@@ -35,9 +35,10 @@ class PgCpuSampler(threading.Thread):
     that lives less than one period is missed: fine for loads, merges and long queries).
     """
 
-    def __init__(self, databases: list[str], period: float = 0.2):
+    def __init__(self, databases: list[str], period: float = 0.2, *, client_backends_only: bool = False):
         super().__init__(daemon=True)
         self.needles = [f" {db} " for db in databases if db]
+        self.client_backends_only = client_backends_only  # leave autovacuum's work out: it is not the run's
         self.period = period
         self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> cpu seconds
         self.baseline: dict[tuple[int, int], float] = {}
@@ -52,6 +53,8 @@ class PgCpuSampler(threading.Thread):
                 with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
                     title = fh.read().replace(b"\0", b" ").decode(errors="replace")
                 if not title.startswith("postgres:") or not any(n in title for n in self.needles):
+                    continue
+                if self.client_backends_only and "autovacuum" in title:
                     continue
                 with open(f"/proc/{entry.name}/stat") as fh:
                     fields = fh.read().rsplit(")", 1)[1].split()
@@ -91,9 +94,11 @@ class Measurement:
 
 
 def run_child(name: str, function: str, kwargs: dict, *, databases: list[str] = (), env: dict | None = None,
-              profile: str | None = None, timeout: float = 4 * 3600) -> Measurement:
+              profile: str | None = None, timeout: float = 4 * 3600, client_backends_only: bool = False,
+              ) -> Measurement:
     """Run ``benchmarks.tasks.<function>(**kwargs)`` in a fresh interpreter and measure it.
 
+    ``client_backends_only``: count the client backends' CPU only, not autovacuum's.
     ``profile``: write a py-spy flame graph (SVG) of the child to this path (py-spy must be
     installed in the venv; used only when investigating a missed target).
     """
@@ -105,7 +110,7 @@ def run_child(name: str, function: str, kwargs: dict, *, databases: list[str] = 
             pyspy = Path(sys.executable).with_name("py-spy")
             command = [str(pyspy), "record", "--idle", "--subprocesses", "--rate", "50", "--format", "raw",
                        "-o", profile, "--", *command]
-        sampler = PgCpuSampler(list(databases))
+        sampler = PgCpuSampler(list(databases), client_backends_only=client_backends_only)
         sampler.start()
         started = time.perf_counter()
         child_env = {**os.environ, **(env or {})}

@@ -109,33 +109,6 @@ def _setup_imports(code_root: str) -> None:
 
 # --- measuring ----------------------------------------------------------------------------------
 
-def client_backend_sampler():
-    """measure.PgCpuSampler limited to client backends: autovacuum's work is not the run's."""
-    import measure
-
-    class ClientBackendSampler(measure.PgCpuSampler):
-        def _sample(self) -> dict[tuple[int, int], float]:
-            out = {}
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                        title = fh.read().replace(b"\0", b" ").decode(errors="replace")
-                    if (not title.startswith("postgres:") or "autovacuum" in title
-                            or not any(n in title for n in self.needles)):
-                        continue
-                    with open(f"/proc/{entry.name}/stat") as fh:
-                        fields = fh.read().rsplit(")", 1)[1].split()
-                    cpu = (int(fields[11]) + int(fields[12])) / measure.CLK_TCK
-                    out[(int(entry.name), int(fields[19]))] = cpu
-                except (OSError, IndexError, ValueError):
-                    continue
-            return out
-
-    return ClientBackendSampler
-
-
 def measure_sync(name: str, db: str, *, source_odbc: str, community: dict, run_id: str, validation: str,
                  interval: list[str] | None = None, request: dict | None = None, env: dict) -> dict:
     """One product run (benchmarks/tasks.product_sync) in a fresh child, with the load average before it."""
@@ -146,7 +119,7 @@ def measure_sync(name: str, db: str, *, source_odbc: str, community: dict, run_i
     m = run_child(name, "product_sync", {"portal_url": pg_url(db), "source_odbc": source_odbc,
                                          "community": community, "run_id": run_id, "validation": validation,
                                          "interval": interval, "request": request},
-                  databases=[db], env=env)
+                  databases=[db], env=env, client_backends_only=True)
     if m.extra.get("outcome") != "published":
         raise RuntimeError(f"{name}: the run did not publish: {m.extra.get('outcome')}")
     record = {**m.__dict__, "load_average": load, "database": db, "community": community["code"],
@@ -348,21 +321,11 @@ def close_source(sim) -> None:
     spec.drop()
 
 
-def change_ledger(sim, rep: int) -> dict:
-    """Workload 3's change (benchmarks/run.py): 1 % of the ledger lines changed in place, 0.5 % deleted."""
-    changed = sim.execute(
-        "UPDATE \"UB_Transaction\" SET \"Description\" = substr(\"Description\", 1, 50) || ' (rev)',"
-        " \"Amount\" = \"Amount\" + 1 WHERE \"TransactionType\" <> 'PMT'"
-        f" AND \"TransactionID\" - (\"TransactionID\" / 100) * 100 = {10 + rep}")
-    deleted = sim.execute(
-        "DELETE FROM \"UB_Transaction\" WHERE \"TransactionType\" <> 'PMT'"
-        f" AND \"TransactionID\" - (\"TransactionID\" / 200) * 200 = {150 + rep}")
-    return {"changed": changed, "deleted": deleted}
-
-
 # --- the town part ------------------------------------------------------------------------------------
 
 def town_part(args, tag: str, fleet_db: str, env: dict, result: dict, save) -> None:
+    from run import change_ledger
+
     runs: dict[str, dict[str, list]] = {k: {"empty": [], "fleet": []} for k in ("first_load", "idle", "reconcile")}
     result["runs"] = runs
     for rep in range(args.repeat):
@@ -391,7 +354,7 @@ def town_part(args, tag: str, fleet_db: str, env: dict, result: dict, save) -> N
                 if moved:
                     raise RuntimeError(f"the idle run changed rows: {moved}")
                 runs["idle"][portal].append(record)
-            changes = {p: change_ledger(sources[p], rep) for p in order}
+            changes = {p: change_ledger(sources[p], rep) for p in order}  # workload 3 (run.py)
             for portal in order:
                 record = measure_sync(f"(c) reconcile {rep}", dbs[portal], source_odbc=source_odbc(sources[portal]),
                                       community=community, run_id=f"bench-scale-reconcile-{rep}", validation="sql",
@@ -441,7 +404,8 @@ def city_part(args, tag: str, fleet_db: str, env: dict, result: dict, save) -> N
         for rep in range(args.city_repeat):
             load = [round(x, 2) for x in os.getloadavg()]
             m = run_child("plain", "plain", {"source_odbc": source_odbc(sim), "pg_url": pg_url(base_db),
-                                             "where": where}, databases=[base_db, pristine_db], env=env)
+                                             "where": where}, databases=[base_db, pristine_db], env=env,
+                          client_backends_only=True)
             runs["plain"].append({**m.__dict__, "load_average": load})
             log.info("plain %d: %d rows in %.1f s = %.0f rows/s", rep, m.rows, m.wall, m.rows_per_s)
             community = {"code": f"CITY{rep + 1}", "caselle_conn_id": "caselle_bench", "time_zone": TZ,
@@ -534,10 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     code = snapshot_code(args.workdir, args.code)
     _setup_imports(code["root"])
-    import measure
     from run import db_exists, drop_db, machine
 
-    measure.PgCpuSampler = client_backend_sampler()
     tag = uuid.uuid4().hex[:6]
     env = {"PORTAL_SYNC_REPORT_DIR": str(args.workdir / "dq_reports")}
     data = load_out(args.out)

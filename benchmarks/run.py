@@ -60,6 +60,19 @@ def local_now() -> datetime:
     return datetime.now(ZoneInfo(TZ)).replace(tzinfo=None, microsecond=0)
 
 
+def change_ledger(sim, rep: int) -> dict:
+    """Workload 3's change: 1 % of the ledger lines changed in place (InputDate untouched: no window sees
+    it), 0.5 % deleted; the residues differ per repetition, so each has fresh changes to find."""
+    changed = sim.execute(
+        "UPDATE \"UB_Transaction\" SET \"Description\" = substr(\"Description\", 1, 50) || ' (rev)',"
+        " \"Amount\" = \"Amount\" + 1 WHERE \"TransactionType\" <> 'PMT'"
+        f" AND \"TransactionID\" - (\"TransactionID\" / 100) * 100 = {10 + rep}")
+    deleted = sim.execute(
+        "DELETE FROM \"UB_Transaction\" WHERE \"TransactionType\" <> 'PMT'"
+        f" AND \"TransactionID\" - (\"TransactionID\" / 200) * 200 = {150 + rep}")
+    return {"changed": changed, "deleted": deleted}
+
+
 def pg_url(db: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + db
 
@@ -410,16 +423,9 @@ class Bench:
         self.stamp("w3")
         ledger = self.source.ledger_rows()
         for rep in range(self.args.w3_repeat or self.args.repeat):
-            # 1 % of the ledger changed in place (InputDate untouched: no window sees it), 0.5 % deleted.
-            # Residues differ per repetition, so every repetition has fresh changes to find.
             t0 = time.perf_counter()
-            changed = sim.execute(
-                "UPDATE \"UB_Transaction\" SET \"Description\" = substr(\"Description\", 1, 50) || ' (rev)',"
-                " \"Amount\" = \"Amount\" + 1 WHERE \"TransactionType\" <> 'PMT'"
-                f" AND \"TransactionID\" - (\"TransactionID\" / 100) * 100 = {10 + rep}")
-            deleted = sim.execute(
-                "DELETE FROM \"UB_Transaction\" WHERE \"TransactionType\" <> 'PMT'"
-                f" AND \"TransactionID\" - (\"TransactionID\" / 200) * 200 = {150 + rep}")
+            counts = change_ledger(sim, rep)
+            changed, deleted = counts["changed"], counts["deleted"]
             mutate_seconds = time.perf_counter() - t0
             with self.explained(self.portal_db, "w3" if rep == 0 else ""):
                 m = self.measure("w3 reconcile", "product_sync", [self.portal_db], portal_url=url,
