@@ -55,33 +55,28 @@ def iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+def _span(secs: int) -> str:
+    """A positive duration in the unit a person reads at a glance."""
+    if secs < 90:
+        return f"{secs} s"
+    if secs < 90 * 60:
+        return f"{secs // 60} min"
+    if secs < 36 * 3600:
+        return f"{secs / 3600:.1f} h"
+    return f"{secs / 86400:.1f} days"
+
+
 def age(value: datetime | timedelta, now: datetime | None = None) -> str:
-    """How long ago, in the unit a person reads at a glance."""
+    """How long ago."""
     delta = value if isinstance(value, timedelta) else (now or datetime.now(UTC)) - value
     secs = int(delta.total_seconds())
-    if secs < 0:
-        return "in the future"
-    if secs < 90:
-        return f"{secs} s ago"
-    if secs < 90 * 60:
-        return f"{secs // 60} min ago"
-    if secs < 36 * 3600:
-        return f"{secs / 3600:.1f} h ago"
-    return f"{secs / 86400:.1f} days ago"
+    return "in the future" if secs < 0 else f"{_span(secs)} ago"
 
 
 def until(value: datetime, now: datetime | None = None) -> str:
-    """How long until a time to come (a run due), in the unit a person reads at a glance."""
+    """How long until a time to come (a run due)."""
     secs = int((value - (now or datetime.now(UTC))).total_seconds())
-    if secs < 0:
-        return "overdue"
-    if secs < 90:
-        return f"in {secs} s"
-    if secs < 90 * 60:
-        return f"in {secs // 60} min"
-    if secs < 36 * 3600:
-        return f"in {secs / 3600:.1f} h"
-    return f"in {secs / 86400:.1f} days"
+    return "overdue" if secs < 0 else f"in {_span(secs)}"
 
 
 def elapsed(start: datetime | None, end: datetime | None) -> str:
