@@ -59,6 +59,13 @@ def test_age_picks_a_readable_unit(seconds: int, text: str) -> None:
     assert fmt.age(timedelta(seconds=seconds)) == text
 
 
+@pytest.mark.parametrize(("seconds", "text"), [
+    (-5, "overdue"), (30, "in 30 s"), (600, "in 10 min"), (5 * 3600, "in 5.0 h"), (3 * 86400, "in 3.0 days"),
+])
+def test_until_picks_a_readable_unit(seconds: int, text: str) -> None:
+    assert fmt.until(NOW + timedelta(seconds=seconds), NOW) == text
+
+
 def test_durations_numbers_and_statuses() -> None:
     assert fmt.elapsed(NOW, NOW + timedelta(hours=1, minutes=2, seconds=3)) == "1:02:03"
     assert fmt.elapsed(None, NOW) == ""
