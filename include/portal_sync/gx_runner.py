@@ -474,14 +474,14 @@ def validate_suite(pg_url: str, schema: str, table: str, suite: Mapping[str, Any
         datasource = _datasource(context, pg_url)
         view = _create_batch_view(datasource, schema, table, query)
         try:
-            screen_result = None
+            screen_result, screen_by_tag = None, {}
             if screened:
                 screen_result = _run_validation(
                     gx, context, datasource, _table_asset(datasource, f"{name}__screen", schema, view),
                     [build(c, mostly=1.0) for c in screened], "BOOLEAN_ONLY", parameters)
-                _raise_broken(_results_by_tag(screen_result), [c["meta"][_META_KEY] for c in screened],
+                screen_by_tag = _results_by_tag(screen_result)
+                _raise_broken(screen_by_tag, [c["meta"][_META_KEY] for c in screened],
                               f"{schema}.{table} (suite {suite['name']!r}, screen)")
-            screen_by_tag = _results_by_tag(screen_result) if screen_result is not None else {}
             rerun = [c for c in screened if not screen_by_tag[c["meta"][_META_KEY]].get("success")]
             expectations = [gx.expectations.ExpectTableRowCountToBeBetween(
                 min_value=0, max_value=None, meta={_META_KEY: _ROW_COUNT_TAG})]
