@@ -14,6 +14,9 @@ SAMPLE_SIZE = 20
 
 ROW_ID_COLUMN = "_row_id"
 
+UNEXPECTED_COUNT_COLUMN = "portal_sync_unexpected_count"
+"""Carries, on each sampled bad row of a counted query, how many bad rows there are in all."""
+
 # SQLAlchemy text() treats ``:word`` as a bind parameter unless preceded by ``:``, a word character
 # or a backslash, and it strips the backslash from ``\:word`` before sending the SQL (see
 # sqlalchemy.sql.elements.TextClause._bind_params_regex and compiler.BIND_PARAMS_ESC).
@@ -21,7 +24,8 @@ _TEXT_BIND_RE = re.compile(r"(?<![:\w\\]):(?=\w+(?![:\w]))")
 _TEXT_ESCAPED_BIND_RE = re.compile(r"\\(?=:\w*(?![:\w]))")
 
 
-def build_unexpected_rows_query(bad_rows_where: str, select: Sequence[str] = (ROW_ID_COLUMN,)) -> str:
+def build_unexpected_rows_query(bad_rows_where: str, select: Sequence[str] = (ROW_ID_COLUMN,), *,
+                                counted: bool = False) -> str:
     """Return the ``unexpected_rows_query`` template selecting the ``_row_id`` (and ``select``) of bad rows.
 
     Only the row id and key are selected: GX fetches up to 200 bad rows, and a few values
@@ -29,9 +33,18 @@ def build_unexpected_rows_query(bad_rows_where: str, select: Sequence[str] = (RO
     unaliased in every case (see gx_runner's module docstring), so ``{batch} AS s`` is always valid.
     The predicate sits on its own lines inside parentheses so that a trailing ``--`` comment or
     an OR in it cannot escape the WHERE clause.
+
+    ``counted`` (our custom expectations): each row also carries the count of all bad rows
+    (:data:`UNEXPECTED_COUNT_COLUMN`, a window over the whole result), so one scan gives both the
+    count and the sample. GX's own ``UnexpectedRowsExpectation`` scans twice, for a count and for
+    the rows, even when none fails. No ``LIMIT``: it makes PostgreSQL choose a fast-start plan (a
+    nested-loop anti-join for a reference check, 30 s instead of 0.3 s on a town) although the
+    window reads every row; GX keeps the first 200 rows it is sent.
     """
     predicate = _escape_for_text_clause(_escape_format_braces(bad_rows_where.strip()))
     columns = ", ".join('s."' + c.replace('"', '""') + '"' for c in select)
+    if counted:
+        columns += f', count(*) OVER () AS "{UNEXPECTED_COUNT_COLUMN}"'
     return (
         f"SELECT {columns} FROM {{batch}} AS s\n"
         "CROSS JOIN (SELECT 1) AS portal_sync_join_guard\n"

@@ -10,7 +10,8 @@ tests in ``tests/integration/test_gx_runner.py``):
 
 * ``UnexpectedRowsExpectation`` runs its query twice: wrapped in ``SELECT COUNT(*) FROM (...)``
   (the exact ``observed_value``, never capped) and as is, keeping the first 200 rows
-  (``result.details.unexpected_rows`` with ``result_format="COMPLETE"``).
+  (``result.details.unexpected_rows`` with ``result_format="COMPLETE"``). Our custom expectations
+  (expectations.py) scan once: their query is built ``counted``.
 * ``{batch}`` becomes ``(SELECT * FROM schema.table WHERE true) AS subselect``, but when the query
   contains the word JOIN anywhere outside quotes and comments (also inside a rule's subquery)
   it becomes the bare ``(...)`` and the query must alias it itself. PostgreSQL 15 rejects an

@@ -214,3 +214,28 @@ def test_a_column_expectation_screened_clean_or_failing_reads_as_its_full_result
     assert screened["implausible_date:TransactionDate"]["success"] is False
     assert screened["amount_size:Amount"]["success"] is True
     assert "implausible_date:TransactionDate" in rerun and "amount_size:Amount" not in rerun
+
+
+def test_a_custom_expectation_counts_every_bad_row_and_samples_a_few(make_source, portal) -> None:
+    """The custom expectations read the count and the sample in one query (a window count, LIMIT 20):
+    25 orphan lines count 25, keep 20 keys, and all 25 are refused."""
+    sim = make_source("sqlite", seed=33)
+    orphans = list(range(ORPHAN + 100, ORPHAN + 125))
+    sim.insert_rows("UB_Transaction", [line(999_999, key) for key in orphans])
+    comm = community(code="GXCOUNT", source_org_code="SPRINGFLD", datasets=("accounts", "charges"))
+    sync(sim, portal, "gx-count", comm, use_gx=True)
+    run_key = run_key_of(portal, "gx-count")
+
+    orphan = gx_rows(portal, run_key)["orphan_account:CustomerID"]
+    assert (orphan["unexpected_count"], orphan["success"], orphan["severity"]) == (25, False, "refuse")
+    sampled = [s["TransactionID"] for s in orphan["sample_keys"]]
+    assert len(sampled) == 20 and set(sampled) <= set(orphans)
+    assert orphan["element_count"] > 25
+    clean = gx_rows(portal, run_key)["money_exact:Amount"]
+    assert (clean["unexpected_count"], clean["success"], clean["sample_keys"]) == (0, True, [])
+    with psycopg.connect(portal) as conn:
+        refused = conn.execute("SELECT count(DISTINCT row_key) FROM sync.run_findings WHERE run_key = %s"
+                               " AND rule = 'orphan_account'", (run_key,)).fetchone()[0]
+        published = conn.execute("SELECT count(*) FROM portal.charges WHERE charge_id = ANY(%s)",
+                                 (orphans,)).fetchone()[0]
+    assert (refused, published) == (25, 0)

@@ -135,3 +135,10 @@ def test_batch_query_refuses_what_would_not_survive_two_text_clauses(rows_where:
 def test_custom_queries_select_the_row_id_and_key() -> None:
     query = build_unexpected_rows_query('s."K" IS NULL', select=("_row_id", "CustomerID"))
     assert query.startswith('SELECT s."_row_id", s."CustomerID" FROM {batch} AS s\n')
+
+
+def test_a_counted_query_carries_the_count_on_every_row() -> None:
+    query = build_unexpected_rows_query('s."K" IS NULL -- why', select=("_row_id", "K"), counted=True)
+    assert query.startswith('SELECT s."_row_id", s."K", count(*) OVER () AS "portal_sync_unexpected_count" FROM')
+    assert query.endswith("-- why\n)")
+    assert "LIMIT" not in query  # a LIMIT would make PostgreSQL plan for the first rows, not the count
