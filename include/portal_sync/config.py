@@ -51,8 +51,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from portal_sync.config_yaml import (  # noqa: F401 (re-exported: the loader is part of this module's interface)
+    DuplicateKey,
+    DuplicateKeyLoader,
+    RecordsDuplicateKeys,
+    load_yaml,
+    load_yaml_naming,
+)
 from portal_sync.datasets import ACCOUNT_STATUS, DATASET_NAMES, DEFAULT_MAX_AMOUNT
 
 CONFIG_ENV = "PORTAL_SYNC_CONFIG"
@@ -363,104 +369,6 @@ class CommunityNotLoaded(KeyError):
         return (type(self), (self.code, self.path, self.reason, self.errors))
 
 
-@dataclass(frozen=True)
-class DuplicateKey:
-    """A key written twice in one mapping of a file (PyYAML alone keeps the last one silently)."""
-
-    entry: int | None  # index in the file's ``communities`` list; None: anywhere else in the file
-    key: str  # dotted path inside the entry (or the file), e.g. ``quality.max_amount``
-    line: int  # 1-based, of the repeat
-    first_line: int
-
-    def describe(self) -> str:
-        return f"duplicate key '{self.key}' at line {self.line} (first at line {self.first_line})"
-
-
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses about 9x faster
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class RecordsDuplicateKeys:
-    """Mixin for a safe loader: records every key repeated within one mapping, with both key nodes."""
-
-    repeated: list[tuple[MappingNode, ScalarNode, ScalarNode]]  # mapping, first key, repeat
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)  # type: ignore[call-arg]
-        self.repeated = []
-        self._checked: set[int] = set()
-
-    def flatten_mapping(self, node: MappingNode) -> None:
-        # Checked before merge keys (<<) are folded in, and once: a key overriding a merged one
-        # is no repeat, and a merged anchor is flattened (changed) before it is constructed.
-        if id(node) not in self._checked:
-            self._checked.add(id(node))
-            first: dict[tuple[str, str], ScalarNode] = {}
-            for key_node, _value in node.value:
-                if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
-                    seen = first.setdefault((key_node.tag, key_node.value), key_node)
-                    if seen is not key_node:
-                        self.repeated.append((node, seen, key_node))
-        super().flatten_mapping(node)  # type: ignore[misc]
-
-
-class DuplicateKeyLoader(RecordsDuplicateKeys, _BaseLoader):  # type: ignore[misc, valid-type]
-    """The loader of the configuration: libyaml's safe loader when present, recording repeated keys."""
-
-
-def _key_path(root: Node, mapping: MappingNode, key: ScalarNode) -> list[str | int]:
-    """Where ``key`` of ``mapping`` is written: the keys and list indexes leading to it.
-
-    Followed by text position, not by reference, so an anchor is named where it is written.
-    """
-    at = key.start_mark.index
-    path: list[str | int] = []
-    node = root
-    for _ in range(1000):  # each step narrows the text: the bound only guards a broken tree
-        if node is mapping:
-            break
-        if isinstance(node, MappingNode):
-            children: Iterable[tuple[str | int, Node]] = (
-                (k.value if isinstance(k, ScalarNode) else "?", v) for k, v in node.value)
-        elif isinstance(node, SequenceNode):
-            children = enumerate(node.value)
-        else:
-            break
-        for label, child in children:
-            if child.start_mark.index <= at < child.end_mark.index:
-                path.append(label)
-                node = child
-                break
-        else:
-            break
-    path.append(key.value)
-    return path
-
-
-def load_yaml(text: str, loader_class: type[RecordsDuplicateKeys] = DuplicateKeyLoader,
-              ) -> tuple[Any, tuple[DuplicateKey, ...]]:
-    """Parse one configuration document; also the keys it repeats, placed in their entries.
-
-    Raises what PyYAML raises (``yaml.YAMLError``; ``ValueError`` for an impossible date).
-    """
-    loader: Any = loader_class(text)
-    try:
-        root = loader.get_single_node()
-        document = loader.construct_document(root) if root is not None else None
-        repeated = list(loader.repeated)
-    finally:
-        loader.dispose()
-    found = []
-    for mapping, first, repeat in repeated:
-        path = _key_path(root, mapping, repeat)
-        in_entry = len(path) > 2 and path[0] == "communities" and isinstance(path[1], int)
-        found.append(DuplicateKey(
-            entry=path[1] if in_entry else None,  # type: ignore[arg-type]
-            key=".".join(str(p) for p in (path[2:] if in_entry else path)),
-            line=repeat.start_mark.line + 1, first_line=first.start_mark.line + 1))
-    return document, tuple(found)
-
-
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -567,6 +475,15 @@ def _read(file: Path) -> tuple[Any, tuple[DuplicateKey, ...]] | ConfigError:
         return ConfigError(FILE, f"cannot read or parse it: {exc}", str(file))
 
 
+def _read_naming(file: Path, code: str, text: str | None = None,
+                 ) -> tuple[Any, tuple[DuplicateKey, ...], list[int]] | ConfigError:
+    """:func:`_read` keeping only the entries that could be ``code``'s, with their indexes in the file."""
+    try:
+        return load_yaml_naming(file.read_text(encoding="utf-8") if text is None else text, code)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        return ConfigError(FILE, f"cannot read or parse it: {exc}", str(file))
+
+
 def load_config(path: Path | None = None) -> LoadedConfig:
     """Every community of the configuration (a file or a directory of files), validated.
 
@@ -615,7 +532,8 @@ def load_community(key: str, path: Path | None = None) -> Community:
     with its file's defaults, following the rules of :func:`load_config` (first valid entry of a
     file wins; a code in two files, a repeated key or a broken file loads nothing), so a task
     builds exactly the DAG the DAG processor built. In a directory, files whose text cannot
-    name the code are not parsed. Raises :class:`CommunityNotLoaded` (a ``KeyError``) naming the
+    name the code are not parsed; in a file, entries whose text cannot name it are parsed but
+    not built (:func:`~portal_sync.config_yaml.load_yaml_naming`). Raises :class:`CommunityNotLoaded` (a ``KeyError``) naming the
     code and the configuration path when there is no valid definition.
     """
     path = Path(path) if path else config_path()
@@ -626,6 +544,7 @@ def load_community(key: str, path: Path | None = None) -> Community:
     found: list[tuple[str, int, Any, dict[str, Any], list[DuplicateKey]]] = []
     broken: list[ConfigError] = []
     for file in files:
+        text = None
         if len(files) > 1:
             try:
                 text = file.read_text(encoding="utf-8")
@@ -634,18 +553,19 @@ def load_community(key: str, path: Path | None = None) -> Community:
                 continue
             if code not in text.upper() and "\\" not in text:  # only an escape could spell it otherwise
                 continue
-        read = _read(file)
+        read = _read_naming(file, code, text)
         if isinstance(read, ConfigError):
             broken.append(read)
             continue
-        shape = _shape(read[0], read[1], str(file))
+        document, duplicates, indexes = read
+        shape = _shape(document, duplicates, str(file))
         if isinstance(shape, ConfigError):
             broken.append(shape)
             continue
         entries, defaults = shape
-        for index, entry in enumerate(entries):
+        for index, entry in zip(indexes, entries, strict=True):
             if _raw_code(entry) == code:
-                found.append((str(file), index, entry, defaults, [d for d in read[1] if d.entry == index]))
+                found.append((str(file), index, entry, defaults, [d for d in duplicates if d.entry == index]))
     defining = list(dict.fromkeys(file for file, *_ in found))
     if len(defining) > 1:
         raise CommunityNotLoaded(code, path, _defined_twice(defining))
