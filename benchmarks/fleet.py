@@ -827,7 +827,11 @@ def soak(args: argparse.Namespace) -> dict:
                     break
                 time.sleep(5)
         out["first_loads_seconds"] = round(time.time() - t_unpause, 1)
-        log.info("first loads done in %.0f s; soak of %d minutes starts", out["first_loads_seconds"], args.minutes)
+        if args.warm_up:  # the catch-up after a mass onboarding is left out of the measured window
+            log.info("first loads done in %.0f s; %.0f minutes of warm-up", out["first_loads_seconds"], args.warm_up)
+            time.sleep(args.warm_up * 60)
+        out["warm_up_minutes"] = args.warm_up
+        log.info("soak of %d minutes starts", args.minutes)
         before = {"t": time.time(), "cpu": sampler.snapshot(), "load": load(),
                   "metadata": _db_state(airflow.metadata_url, METADATA_TABLES),
                   "portal": _db_state(portal_url, PORTAL_SYNC_TABLES),
@@ -991,6 +995,8 @@ def main(argv: list[str] | None = None) -> int:
     p3.add_argument("--seed", type=int, default=500)
     p3.add_argument("--port", type=int, default=8291)
     p3.add_argument("--period", type=float, default=1.0, help="/proc polling period, seconds")
+    p3.add_argument("--warm-up", type=float, default=0.0,
+                    help="minutes between the end of the first loads and the measured window (default 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("caselle_sim").setLevel(logging.WARNING)
