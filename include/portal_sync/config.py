@@ -533,8 +533,9 @@ def load_community(key: str, path: Path | None = None) -> Community:
     file wins; a code in two files, a repeated key or a broken file loads nothing), so a task
     builds exactly the DAG the DAG processor built. In a directory, files whose text cannot
     name the code are not parsed; in a file, entries whose text cannot name it are parsed but
-    not built (:func:`~portal_sync.config_yaml.load_yaml_naming`). Raises :class:`CommunityNotLoaded` (a ``KeyError``) naming the
-    code and the configuration path when there is no valid definition.
+    not built (:func:`~portal_sync.config_yaml.load_yaml_naming`). Raises
+    :class:`CommunityNotLoaded` (a ``KeyError``) naming the code and the configuration path
+    when there is no valid definition.
     """
     path = Path(path) if path else config_path()
     code = _code_of(key)

@@ -11,8 +11,10 @@ outcome (an anchor or alias, an explicit tag, a merge key, a value that might no
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -99,6 +101,25 @@ def _key_path(root: Node, mapping: MappingNode, key: ScalarNode) -> list[str | i
     return path
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector while a file is read.
+
+    Reading creates some 100,000 objects that stay alive (events, nodes, marks); in a process that
+    has imported Airflow each batch of them sets off a collection of the whole heap: 0.27 CPU-s
+    instead of 0.15 to load 1,000 communities, 0.17-0.25 instead of 0.065 to read one out of
+    them (docs/benchmarks/fleet.md). What is read holds no cycle the collector is needed for.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def load_yaml(text: str, loader_class: type[RecordsDuplicateKeys] = DuplicateKeyLoader,
               ) -> tuple[Any, tuple[DuplicateKey, ...]]:
     """Parse one configuration document; also the keys it repeats, placed in their entries.
@@ -107,8 +128,9 @@ def load_yaml(text: str, loader_class: type[RecordsDuplicateKeys] = DuplicateKey
     """
     loader: Any = loader_class(text)
     try:
-        root = loader.get_single_node()
-        document = loader.construct_document(root) if root is not None else None
+        with _collector_paused():
+            root = loader.get_single_node()
+            document = loader.construct_document(root) if root is not None else None
         repeated = list(loader.repeated)
     finally:
         loader.dispose()
@@ -212,17 +234,21 @@ def load_yaml_naming(text: str, code: str) -> tuple[Any, tuple[DuplicateKey, ...
     The result is what :func:`load_yaml` gives with the other entries removed: the same errors, the
     same repeated keys (of the kept parts), the same values. Raises what :func:`load_yaml` raises.
     """
-    stream = list(yaml.parse(text, Loader=_BaseLoader))  # the whole file parses: a syntax error anywhere counts
-    try:
-        kept, indexes = _without_other_entries(text, code.upper(), stream)
-    except _SkipUnsafe:
-        document, duplicates = load_yaml(text)
-        entries = document.get("communities") if isinstance(document, dict) else None
-        return document, duplicates, list(range(len(entries))) if isinstance(entries, list) else []
-    loader = _EventListLoader(kept)
-    root = loader.get_single_node()
-    document = loader.construct_document(root) if root is not None else None
-    return document, _placed(root, loader.repeated, lambda position: indexes[position]), indexes
+    with _collector_paused():
+        stream = list(yaml.parse(text, Loader=_BaseLoader))  # the whole file parses: a syntax error anywhere counts
+        try:
+            kept, indexes = _without_other_entries(text, code.upper(), stream)
+        except _SkipUnsafe:
+            kept, indexes = [], []
+        if kept:
+            loader = _EventListLoader(kept)
+            root = loader.get_single_node()
+            document = loader.construct_document(root) if root is not None else None
+            return document, _placed(root, loader.repeated, lambda position: indexes[position]), indexes
+    del stream
+    document, duplicates = load_yaml(text)
+    entries = document.get("communities") if isinstance(document, dict) else None
+    return document, duplicates, list(range(len(entries))) if isinstance(entries, list) else []
 
 
 def _without_other_entries(text: str, code: str, stream: list[events.Event]) -> tuple[list[events.Event], list[int]]:

@@ -115,7 +115,8 @@ def test_odd_files_agree(text):
 
 def test_a_generated_fleet_builds_one_entry(monkeypatch):
     entries = [f"- code: C{i:05d}\n  caselle_conn_id: caselle_c{i:05d}\n  time_zone: America/Denver\n"
-               f"  datasets: [accounts, charges]\n  quality: {{severity: {{orphan_account: warn}}}}" for i in range(300)]
+               f"  datasets: [accounts, charges]\n  quality: {{severity: {{orphan_account: warn}}}}"
+               for i in range(300)]
     text = _doc(*entries)
     built: list[object] = []
     real = config_yaml._EventListLoader.construct_document
