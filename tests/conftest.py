@@ -15,23 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pgtest import PG_HOST, PG_PORT, migrated_database
 from psycopg import sql
 
-PG_HOST = os.environ.get("CPS_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("CPS_TEST_PG_PORT", "5432"))
-ADMIN_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
 MARIADB_URL_BASE = os.environ.get("CPS_TEST_MARIADB", "mariadb://root@127.0.0.1:3306")
-
-
-def _create_db(name: str) -> str:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-
-
-def _drop_db(name: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -88,13 +75,8 @@ def report_dir(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def portal_url() -> Iterator[str]:
     """A migrated portal database for this test session."""
-    from portal_sync.migrate import migrate
-
-    name = f"cps_test_portal_{uuid.uuid4().hex[:8]}"
-    url = _create_db(name)
-    migrate(url)
-    yield url
-    _drop_db(name)
+    with migrated_database("cps_test_portal") as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ each test uses its own community code, so tests do not see each other's runs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from psycopg import sql
+from pgtest import migrated_database
 from psycopg.types.json import Jsonb
 
 from portal_sync import dq_report
@@ -28,9 +27,6 @@ from portal_sync.dq_report import INDEX_RUNS, build_run_report, build_site, page
 
 pytestmark = pytest.mark.integration
 
-PG_HOST = os.environ.get("CPS_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("CPS_TEST_PG_PORT", "5432"))
-ADMIN_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
 TZ = "America/Denver"
 CHROMIUM = Path("/usr/bin/chromium")
 XSS_REASON = "<script>alert('reason')</script> & \"quoted\" see https://evil.example/x.png"
@@ -40,21 +36,8 @@ XSS_KEY = "\"><img src=x onerror=alert(1)>"
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     """A migrated database of this module's own, dropped afterwards."""
-    from portal_sync.migrate import migrate
-
-    name = f"cps_test_dqreport_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as exc:  # pragma: no cover - environment problem
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {exc}")
-    db_url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        migrate(db_url)
+    with migrated_database("cps_test_dqreport") as db_url:
         yield db_url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -20,12 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from psycopg import sql
+from pgtest import migrated_database
 from synctest import local_now, sync
 
 from portal_sync.config import LoadedConfig, load_config
 from portal_sync.freshness import freshness
-from portal_sync.migrate import migrate
 from portal_sync.reporting.html import status_page
 from portal_sync.status import fleet, fleet_summary, overview
 from portal_sync.store import quality, reads, runs
@@ -36,8 +35,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 # the server tests/conftest.py uses, for a database of this module's own (built once, only read)
-ADMIN_URL = (f"postgresql://postgres@{os.environ.get('CPS_TEST_PG_HOST', '127.0.0.1')}:"
-             f"{os.environ.get('CPS_TEST_PG_PORT', '5432')}/postgres")
 TWO = ("charges", "payments")
 # worst first, then by code
 EXPECTED = [("failed", "FAILED"), ("failed", "RETRYING"), ("stale", "STALE"), ("refused", "REFUSED"),
@@ -78,16 +75,8 @@ def _run(conn: psycopg.Connection, code: str, outcome: str | None, *, datasets: 
 
 @pytest.fixture(scope="module")
 def fleet_db(tmp_path_factory) -> Iterator[Fleet]:
-    name = f"cps_test_fleet_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(ADMIN_URL, dbname=name)
-    try:
-        migrate(url)
+    with migrated_database("cps_test_fleet") as url:
         yield _build(url, tmp_path_factory.mktemp("fleet"))
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _build(url: str, folder: Path) -> Fleet:

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from psycopg import sql
+from pgtest import migrated_database
 from psycopg.types.json import Jsonb
 from synctest import advance, local_now, sync
 
@@ -40,14 +40,11 @@ from portal_sync.dq_report import (
     report_dir,
     site_file,
 )
-from portal_sync.migrate import migrate
 from portal_sync.store import reads
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_URL = (f"postgresql://postgres@{os.environ.get('CPS_TEST_PG_HOST', '127.0.0.1')}:"
-             f"{os.environ.get('CPS_TEST_PG_PORT', '5432')}/postgres")
 TZ = "America/Denver"
 # what differs between two renderings of the same page: the moment it was rendered
 _WRITTEN = re.compile(r'<p class="muted">(Index|Page|Report) written [^<]*</p>')
@@ -99,16 +96,8 @@ def _add_gx(conn: psycopg.Connection, run_key: str, community: str) -> None:
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> Iterator[Reported]:
-    name = f"cps_test_reportdb_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(ADMIN_URL, dbname=name)
-    try:
-        migrate(url)
+    with migrated_database("cps_test_reportdb") as url:
         yield _build(url, tmp_path_factory.mktemp("reportdb"))
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _build(url: str, folder: Path) -> Reported:

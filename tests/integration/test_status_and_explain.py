@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,22 +20,18 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from pgtest import migrated_database
 from synctest import advance, community, local_now, sync
 
 from portal_sync.config import Community, LoadedConfig
 from portal_sync.dq_report import build_site
 from portal_sync.explain import Explanation, explain
-from portal_sync.migrate import migrate
 from portal_sync.reporting.text import format_overview
 from portal_sync.status import overview
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-# the server tests/conftest.py uses, for databases of this module's own
-ADMIN_URL = (f"postgresql://postgres@{os.environ.get('CPS_TEST_PG_HOST', '127.0.0.1')}:"
-             f"{os.environ.get('CPS_TEST_PG_PORT', '5432')}/postgres")
 CODE = "SPRINGFLD"
 MARKUP_NUMBER = "<b>1-001</b>"
 
@@ -56,14 +51,8 @@ def _set(sim, customer_id: int, **values: object) -> None:
 def town_db() -> Iterator[str]:
     """A portal database of this module's own: the town below is built once and only read by the tests
     (the shared session database is emptied by other tests' ``portal`` fixture)."""
-    name = f"cps_test_explain_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(ADMIN_URL, dbname=name)
-    migrate(url)
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with migrated_database("cps_test_explain") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
