@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import html
 import json
+import logging
 import socket
 import threading
 from email.message import EmailMessage
@@ -72,6 +73,11 @@ def _free_port() -> int:
 def smtp_server():
     from aiosmtpd.controller import Controller
 
+    # aiosmtpd logs each session's end at INFO from its own thread, after pytest may have closed the
+    # stream a handler holds ("--- Logging error ---" in the output): only its warnings are wanted.
+    server_log = logging.getLogger("mail.log")
+    level = server_log.level
+    server_log.setLevel(logging.WARNING)
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
     controller.start()
@@ -79,6 +85,7 @@ def smtp_server():
         yield inbox, controller.port
     finally:
         controller.stop()
+        server_log.setLevel(level)
 
 
 @pytest.fixture
