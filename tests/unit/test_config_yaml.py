@@ -129,3 +129,29 @@ def test_a_generated_fleet_builds_one_entry(monkeypatch):
     monkeypatch.setattr(config_yaml._EventListLoader, "construct_document", counting)
     assert assert_agrees(text, "C00150") == [150]
     assert [e["code"] for e in built] == ["C00150"]
+
+
+def test_the_collector_is_held_while_reading_and_given_back_after_an_error():
+    import gc
+
+    seen: list[bool] = []
+    real = config_yaml._EventListLoader.construct_document
+
+    def watching(self, node):
+        seen.append(gc.isenabled())
+        return real(self, node)
+
+    assert gc.isenabled()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config_yaml._EventListLoader, "construct_document", watching)
+        load_yaml_naming(_doc(*PLAIN), "C00001")
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(yaml.YAMLError):
+        load_yaml_naming("communities: [unclosed", "C00001")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_yaml(_doc(*PLAIN))
+        assert not gc.isenabled(), "a caller's own choice is left as it was"
+    finally:
+        gc.enable()
