@@ -468,19 +468,16 @@ def _config_files(path: Path) -> list[Path] | ConfigError:
     return files or ConfigError(FILE, "no *.yaml or *.yml file in this directory", str(path))
 
 
-def _read(file: Path) -> tuple[Any, tuple[DuplicateKey, ...]] | ConfigError:
+def _read(file: Path, code: str | None = None, text: str | None = None,
+          ) -> tuple[Any, tuple[DuplicateKey, ...], list[int] | None] | ConfigError:
+    """The file's document and repeated keys; with ``code``, only the entries that could be that code's
+    and their indexes in the file (:func:`load_yaml_naming`), else every entry (indexes None)."""
     try:
-        return load_yaml(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8") if text is None else text
+        if code is None:
+            return (*load_yaml(text), None)
+        return load_yaml_naming(text, code)
     except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: undecodable text, impossible date
-        return ConfigError(FILE, f"cannot read or parse it: {exc}", str(file))
-
-
-def _read_naming(file: Path, code: str, text: str | None = None,
-                 ) -> tuple[Any, tuple[DuplicateKey, ...], list[int]] | ConfigError:
-    """:func:`_read` keeping only the entries that could be ``code``'s, with their indexes in the file."""
-    try:
-        return load_yaml_naming(file.read_text(encoding="utf-8") if text is None else text, code)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
         return ConfigError(FILE, f"cannot read or parse it: {exc}", str(file))
 
 
@@ -554,7 +551,7 @@ def load_community(key: str, path: Path | None = None) -> Community:
                 continue
             if code not in text.upper() and "\\" not in text:  # only an escape could spell it otherwise
                 continue
-        read = _read_naming(file, code, text)
+        read = _read(file, code, text)
         if isinstance(read, ConfigError):
             broken.append(read)
             continue

@@ -174,7 +174,7 @@ class _SkipUnsafe(Exception):
 class _EventListLoader(RecordsDuplicateKeys, Composer, SafeConstructor, Resolver):
     """PyYAML's composer and safe constructor over a list of parser events (some entries left out)."""
 
-    def __init__(self, event_list: list[events.Event]) -> None:  # noqa: D107
+    def __init__(self, event_list: list[events.Event]) -> None:
         Composer.__init__(self)
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
@@ -239,13 +239,12 @@ def load_yaml_naming(text: str, code: str) -> tuple[Any, tuple[DuplicateKey, ...
         try:
             kept, indexes = _without_other_entries(text, code.upper(), stream)
         except _SkipUnsafe:
-            kept, indexes = [], []
-        if kept:
+            pass
+        else:
             loader = _EventListLoader(kept)
             root = loader.get_single_node()
             document = loader.construct_document(root) if root is not None else None
             return document, _placed(root, loader.repeated, lambda position: indexes[position]), indexes
-    del stream
     document, duplicates = load_yaml(text)
     entries = document.get("communities") if isinstance(document, dict) else None
     return document, duplicates, list(range(len(entries))) if isinstance(entries, list) else []
