@@ -4,9 +4,9 @@ Every row rule of rules.py maps to one or more expectations (``specs_for``): a s
 expectation wherever one says the same thing (not null, null, value lengths, value in set,
 values between, regex, column pair A >= B, multicolumn sum), and a NAMED custom expectation
 (a subclass of GX's ``UnexpectedRowsExpectation``) where the check needs our SQL: exact money
-(``sync.is_money``), references into another staged table, and the duplicate key, which looks
-at ALL staged rows (a changed row may repeat the key of an unchanged one) while a standard
-uniqueness expectation sees only its batch.
+(the staged ``<column>__amount``, ``datasets.amount``), references into another staged table,
+and the duplicate key, which looks at ALL staged rows (a changed row may repeat the key of an
+unchanged one) while a standard uniqueness expectation sees only its batch.
 
 Each expectation also carries ``bad_rows_where``: our SQL over the staged row ``s`` that is true
 exactly for the rows GX counts as unexpected; a rule's predicate is the OR of its expectations'
@@ -40,7 +40,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
-from portal_sync.datasets import DATASETS, Dataset, Plausibility
+from portal_sync.datasets import DATASETS, Dataset, Plausibility, amount
 from portal_sync.extract import ROW_ID, UNREADABLE
 from portal_sync.rules import KEY_UNIQUE, MOSTLY_INTEGRITY, MOSTLY_PLAUSIBLE, OFF_MASK, Rule, _integrity_rules
 from portal_sync.sqltext import quote_pg_ident as _q
@@ -94,14 +94,6 @@ def _param(name: str) -> dict[str, str]:
     return {"$PARAMETER": name}
 
 
-def _amount(column: str) -> str:
-    return f"{column}__amount"
-
-
-def _amount_sql(column: str) -> str:
-    return f"CASE WHEN sync.is_money(s.{_q(column)}) THEN s.{_q(column)}::numeric END"
-
-
 def custom_query(bad_rows_where: str, key: Sequence[str]) -> str:
     """The ``unexpected_rows_query`` of a custom expectation: the ``_row_id`` and key of the bad rows of
     the batch, each with the count of all of them. Other staging tables stay ``{{extract}}`` (filled in
@@ -144,7 +136,7 @@ def _integrity_specs(dataset: Dataset, rule: Rule) -> list[ExpectationSpec]:
         return [_std(rule, "expect_column_values_to_not_be_null", c.name, f"s.{_q(c.name)} IS NULL", column=c.name)
                 for c in primary.columns if not c.nullable and c.name not in primary.key]
     if name == "money_exact":
-        return [_custom(rule, EXACT_MONEY, c.name, f"s.{_q(c.name)} IS NOT NULL AND NOT sync.is_money(s.{_q(c.name)})",
+        return [_custom(rule, EXACT_MONEY, c.name, f"s.{_q(c.name)} IS NOT NULL AND s.{_q(amount(c.name))} IS NULL",
                         primary.key) for c in primary.columns if c.kind == "money"]
     if name == "text_length":
         return [_std(rule, "expect_column_value_lengths_to_be_between", c.name,
@@ -190,10 +182,8 @@ def _plausibility_specs(dataset: Dataset, check: Plausibility) -> list[Expectati
                      min_value=_param("min_date"), max_value=_param("max_date"))
                 for c in check.columns]
     if check.name == "amount_size":
-        return [_with_columns(_std(rule, "expect_column_values_to_be_between", c,
-                                   f"sync.is_money(s.{_q(c)}) AND abs(s.{_q(c)}::numeric) > {{max_amount}}",
-                                   column=_amount(c), min_value=_param("min_amount"), max_value=_param("max_amount")),
-                              {_amount(c): _amount_sql(c)})
+        return [_std(rule, "expect_column_values_to_be_between", c, f"abs(s.{_q(amount(c))}) > {{max_amount}}",
+                     column=amount(c), min_value=_param("min_amount"), max_value=_param("max_amount"))
                 for c in check.columns]
     if check.name == OFF_MASK:
         [column] = check.columns
@@ -209,10 +199,9 @@ def _plausibility_specs(dataset: Dataset, check: Plausibility) -> list[Expectati
     if check.name == "buckets_sum":
         *buckets, total = check.columns
         negated = f"{total}__negated"
-        derived = {_amount(c): _amount_sql(c) for c in buckets} | {negated: f"-({_amount_sql(total)})"}
         return [_with_columns(_std(rule, "expect_multicolumn_sum_to_equal", "+".join(check.columns),
-                                   check.bad_rows_where, column_list=[*map(_amount, buckets), negated], sum_total=0,
-                                   ignore_row_if="any_value_is_missing"), derived)]
+                                   check.bad_rows_where, column_list=[*map(amount, buckets), negated], sum_total=0,
+                                   ignore_row_if="any_value_is_missing"), {negated: f"-s.{_q(amount(total))}"})]
     raise ValueError(f"{dataset.name}: plausibility check {check.name!r} has no expectation"
                      " (add it to expectations.py)")
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 import psycopg
 import pyarrow as pa
 
-from portal_sync.datasets import Dataset, Extract
+from portal_sync.datasets import Dataset, Extract, amount_sql
 from portal_sync.extract import ROW_ID, UNREADABLE
 from portal_sync.publish import projection_sql, resident_scope
 from portal_sync.rules import Rule
@@ -53,7 +53,9 @@ def rows_json(batches: Sequence[pa.RecordBatch]) -> str:
 def _relation(extract: Extract, param: str) -> str:
     columns = ", ".join([f"{_q(ROW_ID)} bigint"] + [f"{_q(c.name)} {pg_type(c)}" for c in extract.columns]
                         + [f"{_q(UNREADABLE)} text"])
-    return f"(SELECT * FROM jsonb_to_recordset(%({param})s::jsonb) AS r({columns}))"
+    amounts = "".join(f", {amount_sql(f'r.{_q(money)}')} AS {_q(name)}"  # as the staging table stores them
+                      for name, money in extract.amount_columns.items())
+    return f"(SELECT r.*{amounts} FROM jsonb_to_recordset(%({param})s::jsonb) AS r({columns}))"
 
 
 def doubtful(ds: Dataset, held: Mapping[str, Sequence[pa.RecordBatch]]) -> bool:

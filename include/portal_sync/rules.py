@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from portal_sync.datasets import DATASETS, DEFAULT_MAX_AMOUNT, Dataset, SourceColumn
+from portal_sync.datasets import DATASETS, DEFAULT_MAX_AMOUNT, Dataset, SourceColumn, amount
 from portal_sync.names import ROW_ID, UNREADABLE
 from portal_sync.sqltext import quote_pg_ident as _q
 from portal_sync.sqltext import sql_literal as _lit
@@ -200,7 +200,7 @@ def _integrity_rules(dataset: Dataset) -> list[Rule]:
     if money:
         rules.append(_per_column_rule(
             "money_exact", "money is an exact amount with at most two decimals inside numeric(12,2)", money,
-            bad=lambda c: f"s.{_q(c.name)} IS NOT NULL AND NOT sync.is_money(s.{_q(c.name)})",
+            bad=lambda c: f"s.{_q(c.name)} IS NOT NULL AND s.{_q(amount(c.name))} IS NULL",
             detail=lambda c: f"concat(' ', {_lit(c.name)}, '=', s.{_q(c.name)})",
             prefix="not an exact 2-place amount:",
         ))
@@ -277,7 +277,7 @@ def table_checks_for(dataset: Dataset, quality: QualitySettings, *, mode: str,
     checks = [TableCheck(
         "staged_columns", "the staged columns are exactly the declared allow-list (no sensitive column can slip in)",
         quality.severity_of(dataset.name, "staged_columns", "fail"),
-        columns=(ROW_ID, *(c.name for c in dataset.primary.columns), UNREADABLE),
+        columns=(ROW_ID, *(c.name for c in dataset.primary.columns), UNREADABLE, *dataset.primary.amount_columns),
     )]
     if mode == "full" and previous_rows is not None:
         slack = max(quality.snapshot_change_share * previous_rows, quality.snapshot_change_min_rows)

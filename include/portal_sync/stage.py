@@ -17,7 +17,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from portal_sync.datasets import Extract, SourceColumn
+from portal_sync.datasets import Extract, SourceColumn, amount_sql
 from portal_sync.extract import ROW_ID, UNREADABLE
 from portal_sync.names import STAGE_SCHEMA
 from portal_sync.store import runs
@@ -92,6 +92,9 @@ def create_table(conn: psycopg.Connection, table: str, extract: Extract) -> None
     columns = [sql.SQL("{} bigint NOT NULL").format(sql.Identifier(ROW_ID))]
     columns += [_column_ddl(c) for c in extract.columns]
     columns.append(sql.SQL("{} text").format(sql.Identifier(UNREADABLE)))  # why a value read inexactly
+    columns += [sql.SQL("{} numeric GENERATED ALWAYS AS ({}) STORED").format(
+        sql.Identifier(name), sql.SQL(amount_sql(sql.Identifier(money).as_string(None))))
+        for name, money in extract.amount_columns.items()]  # computed once, as the COPY writes the row
     conn.execute(
         sql.SQL("DROP TABLE IF EXISTS {}.{} CASCADE").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table))
     )
