@@ -16,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TriggerRule, get_parsing_context, task
+from airflow.sdk import DAG, Asset, BaseOperator, CronDataIntervalTimetable, TriggerRule, get_parsing_context
 
 from portal_sync.config import Community, CommunityNotLoaded, load_community, load_config
 from portal_sync.datasets import DATASETS
 from portal_sync.notify import callbacks
 from portal_sync.params import trigger_params
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 DEFAULT_ARGS = {
     "owner": "portal-sync",
@@ -40,25 +44,95 @@ def portal_asset(community: Community, dataset: str) -> Asset:
                  group="portal")
 
 
-def _run_context(community: Community):
+def _run_context(community: Community, context: Context):
     """The pipeline's view of this task's run (trigger parameters validated; a typo fails at once)."""
-    from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
     from portal_sync import pipeline
     from portal_sync.connections import portal_url, source_odbc
     from portal_sync.params import RunRequest, RunRequestError
 
-    context = get_current_context()
     try:
         request = RunRequest.from_conf(getattr(context.get("dag_run"), "conf", None))
     except RunRequestError as exc:  # no retry will fix it
         raise AirflowFailException(f"{community.code}: {exc}") from exc
-    return context, pipeline.RunContext(
+    return pipeline.RunContext(
         community, context["run_id"], portal_url(), source_odbc(community.caselle_conn_id),
         interval_start=context.get("data_interval_start"), interval_end=context.get("data_interval_end"),
         request=request,
     )
+
+
+class SyncRun(BaseOperator):
+    """The whole run; returns the data sets that did not publish (the ``failed`` task's map).
+
+    Plain operators rather than ``@task``: the decorators import the Python operator and its
+    dependencies into every task process's parse (docs/benchmarks/fleet.md)."""
+
+    def __init__(self, *, community: Community, assets: dict[str, Asset], **kwargs: Any) -> None:
+        super().__init__(outlets=list(assets.values()), **kwargs)
+        self.community = community
+        self.assets = assets
+
+    def execute(self, context: Context) -> list[dict]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from portal_sync import pipeline
+
+        ctx = _run_context(self.community, context)
+        ti = context["ti"]
+        try:
+            outcome = pipeline.sync_run(ctx)
+        except pipeline.SyncError as exc:  # the run as a whole could not go on (source, portal)
+            if exc.retryable:
+                raise
+            raise AirflowFailException(str(exc)) from exc
+        ti.xcom_push(key="datasets", value=outcome.datasets)
+        for name, asset in self.assets.items():
+            row = outcome.datasets.get(name)
+            if row and row.get("phase") == "published":
+                context["outlet_events"][asset].extra = {"community": self.community.code, "dataset": name,
+                                                          "phase": "published", **{
+                    k: row.get(k) for k in ("mode", "rows_extracted", "rows_inserted", "rows_updated",
+                                            "rows_deleted", "rows_restored", "rows_archived", "rows_refused")}}
+        last_try = ti.try_number > ti.max_tries
+        if outcome.retryable and not last_try:  # e.g. a source timeout: Airflow retries the run
+            raise pipeline.SyncError(outcome.message)
+        return outcome.failed
+
+
+class FailedDataset(BaseOperator):
+    """One data set that did not publish: named in the grid, failing the run with its reason."""
+
+    def __init__(self, *, community_code: str, item: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.community_code = community_code
+        self.item = item
+
+    def execute(self, context: Context) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        context["failed_dataset"] = self.item["dataset"]  # type: ignore[typeddict-unknown-key]
+        raise AirflowFailException(f"{self.community_code} {self.item['dataset']}: {self.item['error']}")
+
+
+class Freshness(BaseOperator):
+    """Alerts on stale portal data (the run's own outcome aside)."""
+
+    def __init__(self, *, community: Community, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.community = community
+
+    def execute(self, context: Context) -> list[str]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from portal_sync import pipeline
+
+        ctx = _run_context(self.community, context)
+        try:
+            return pipeline.check_freshness(ctx)
+        except pipeline.StaleData as exc:
+            raise AirflowFailException(str(exc)) from exc
 
 
 def _doc(community: Community) -> str:
@@ -95,59 +169,12 @@ def build_dag(community: Community) -> DAG:
         doc_md=_doc(community),
     ) as dag:
 
-        @task(task_id="sync", pool=community.pool, outlets=list(assets.values()), multiple_outputs=False,
-              **callbacks(community, "sync_failed"))
-        def sync() -> list[dict]:
-            """The whole run; returns the data sets that did not publish (the ``failed`` task's map)."""
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from portal_sync import pipeline
-
-            context, ctx = _run_context(community)
-            ti = context["ti"]
-            try:
-                outcome = pipeline.sync_run(ctx)
-            except pipeline.SyncError as exc:  # the run as a whole could not go on (source, portal)
-                if exc.retryable:
-                    raise
-                raise AirflowFailException(str(exc)) from exc
-            ti.xcom_push(key="datasets", value=outcome.datasets)
-            for name, asset in assets.items():
-                row = outcome.datasets.get(name)
-                if row and row.get("phase") == "published":
-                    context["outlet_events"][asset].extra = {"community": community.code, "dataset": name,
-                                                              "phase": "published", **{
-                        k: row.get(k) for k in ("mode", "rows_extracted", "rows_inserted", "rows_updated",
-                                                "rows_deleted", "rows_restored", "rows_archived", "rows_refused")}}
-            last_try = ti.try_number > ti.max_tries
-            if outcome.retryable and not last_try:  # e.g. a source timeout: Airflow retries the run
-                raise pipeline.SyncError(outcome.message)
-            return outcome.failed
-
-        @task(task_id="failed", retries=0, map_index_template="{{ failed_dataset }}")
-        def failed(item: dict) -> None:
-            """One data set that did not publish: named in the grid, failing the run with its reason."""
-            from airflow.sdk import get_current_context
-            from airflow.sdk.exceptions import AirflowFailException
-
-            get_current_context()["failed_dataset"] = item["dataset"]  # type: ignore[typeddict-unknown-key]
-            raise AirflowFailException(f"{community.code} {item['dataset']}: {item['error']}")
-
-        @task(task_id="freshness", trigger_rule=TriggerRule.ALL_DONE, retries=0, **callbacks(community, "stale"))
-        def freshness() -> list[str]:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from portal_sync import pipeline
-
-            _, ctx = _run_context(community)
-            try:
-                return pipeline.check_freshness(ctx)
-            except pipeline.StaleData as exc:
-                raise AirflowFailException(str(exc)) from exc
-
-        synced = sync()
-        failed.expand(item=synced)
-        synced >> freshness()
+        synced = SyncRun(task_id="sync", community=community, assets=assets, pool=community.pool,
+                         **callbacks(community, "sync_failed"))
+        FailedDataset.partial(task_id="failed", community_code=community.code, retries=0,
+                              map_index_template="{{ failed_dataset }}").expand(item=synced.output)
+        synced >> Freshness(task_id="freshness", community=community, trigger_rule=TriggerRule.ALL_DONE, retries=0,
+                            **callbacks(community, "stale"))
     return dag
 
 
