@@ -42,7 +42,15 @@ from typing import Any, ClassVar
 
 from portal_sync.datasets import DATASETS, Dataset, Plausibility, amount
 from portal_sync.extract import ROW_ID, UNREADABLE
-from portal_sync.rules import KEY_UNIQUE, MOSTLY_INTEGRITY, MOSTLY_PLAUSIBLE, OFF_MASK, Rule, _integrity_rules
+from portal_sync.rules import (
+    KEY_UNIQUE,
+    MOSTLY_INTEGRITY,
+    MOSTLY_PLAUSIBLE,
+    OFF_MASK,
+    Rule,
+    _integrity_rules,
+    money_not_exact,
+)
 from portal_sync.sqltext import quote_pg_ident as _q
 from portal_sync.sqltext import sql_literal as _lit
 
@@ -136,7 +144,7 @@ def _integrity_specs(dataset: Dataset, rule: Rule) -> list[ExpectationSpec]:
         return [_std(rule, "expect_column_values_to_not_be_null", c.name, f"s.{_q(c.name)} IS NULL", column=c.name)
                 for c in primary.columns if not c.nullable and c.name not in primary.key]
     if name == "money_exact":
-        return [_custom(rule, EXACT_MONEY, c.name, f"s.{_q(c.name)} IS NOT NULL AND s.{_q(amount(c.name))} IS NULL",
+        return [_custom(rule, EXACT_MONEY, c.name, money_not_exact(c.name),
                         primary.key) for c in primary.columns if c.kind == "money"]
     if name == "text_length":
         return [_std(rule, "expect_column_value_lengths_to_be_between", c.name,

@@ -154,6 +154,11 @@ def _per_column_rule(name: str, description: str, columns: Sequence[SourceColumn
     )
 
 
+def money_not_exact(column: str) -> str:
+    """A staged money text without a numeric image (``datasets.amount``): not exact money."""
+    return f"s.{_q(column)} IS NOT NULL AND s.{_q(amount(column))} IS NULL"
+
+
 def _integrity_rules(dataset: Dataset) -> list[Rule]:
     primary = dataset.primary
     key_cols = primary.key
@@ -200,7 +205,7 @@ def _integrity_rules(dataset: Dataset) -> list[Rule]:
     if money:
         rules.append(_per_column_rule(
             "money_exact", "money is an exact amount with at most two decimals inside numeric(12,2)", money,
-            bad=lambda c: f"s.{_q(c.name)} IS NOT NULL AND s.{_q(amount(c.name))} IS NULL",
+            bad=lambda c: money_not_exact(c.name),
             detail=lambda c: f"concat(' ', {_lit(c.name)}, '=', s.{_q(c.name)})",
             prefix="not an exact 2-place amount:",
         ))
