@@ -174,7 +174,8 @@ def table_sizes(db: str) -> dict:
     with psycopg.connect(pg_url(db)) as conn:
         rows = conn.execute(
             "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)"
-            " FROM pg_class c WHERE c.relnamespace = 'portal'::regnamespace AND c.relkind = 'r'"
+            " FROM pg_class c WHERE c.relnamespace IN ('portal'::regnamespace, 'portal_part'::regnamespace)"
+            " AND c.relkind = 'r'"
             " ORDER BY c.relname").fetchall()
         communities = conn.execute("SELECT count(*) FROM portal.communities").fetchone()[0]
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -190,14 +191,16 @@ def _columns(conn, schema: str, table: str) -> list[str]:
         " ORDER BY attnum", (schema, table)).fetchall()]
 
 
-def _community_tables(conn, schema: str) -> list[str]:
+def _community_tables(conn, schema: str, partitioned: bool = False) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'community_code'"
-        " WHERE c.relnamespace = %s::regnamespace AND c.relkind = 'r' ORDER BY c.relname", (schema,)).fetchall()]
+        " WHERE c.relnamespace = %s::regnamespace AND c.relkind = %s ORDER BY c.relname",
+        (schema, "p" if partitioned else "r")).fetchall()]
 
 
-def copy_community(conn, schema: str, table: str, source_code: str, codes: list[str]) -> int:
-    """INSERT ... SELECT of one community's rows under each of ``codes``; run keys get the code appended."""
+def copy_community(conn, schema: str, table: str, source_code: str, codes: list[str], into: str | None = None) -> int:
+    """INSERT ... SELECT of one community's rows under each of ``codes``; run keys get the code appended.
+    ``into``: a (qualified, quoted) table to insert into instead of the source table, e.g. a new partition."""
     from psycopg import sql
 
     cols = _columns(conn, schema, table)
@@ -212,9 +215,9 @@ def copy_community(conn, schema: str, table: str, source_code: str, codes: list[
         else:
             exprs.append(sql.SQL("t.{}").format(sql.Identifier(col)))
     statement = sql.SQL(
-        "INSERT INTO {}.{} ({}) SELECT {} FROM {}.{} t CROSS JOIN unnest(%s::text[]) WITH ORDINALITY AS c(code, n)"
+        "INSERT INTO {} ({}) SELECT {} FROM {}.{} t CROSS JOIN unnest(%s::text[]) WITH ORDINALITY AS c(code, n)"
         " WHERE t.community_code = %s ORDER BY c.n").format(
-        sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, cols)),
+        sql.SQL(into) if into else sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, cols)),
         sql.SQL(", ").join(exprs), sql.Identifier(schema), sql.Identifier(table))
     return conn.execute(statement, (codes, source_code)).rowcount
 
@@ -222,7 +225,6 @@ def copy_community(conn, schema: str, table: str, source_code: str, codes: list[
 def build_fleet(db: str, towns: int, workdir: Path, env: dict) -> dict:
     """The fleet portal: one town synced as F001, its rows copied under F002..F<towns>, VACUUM ANALYZE."""
     import psycopg
-    from psycopg import sql
     from run import pg_url
 
     t0 = time.perf_counter()
@@ -240,30 +242,20 @@ def build_fleet(db: str, towns: int, workdir: Path, env: dict) -> dict:
         for table in ["runs", *[t for t in _community_tables(conn, "sync") if t != "runs"]]:
             with conn.transaction():
                 copied[f"sync.{table}"] = copy_community(conn, "sync", table, "F001", codes)
-        portal_tables = _community_tables(conn, "portal")
-        # The portal tables' indexes are dropped for the copy and rebuilt from their own definitions after it.
-        keys = conn.execute(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
-            " WHERE connamespace = 'portal'::regnamespace AND contype IN ('p', 'u')").fetchall()
-        indexes = conn.execute(
-            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
-            " JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'portal'::regnamespace"
-            " AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)").fetchall()
-        for index, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(index)))
-        for table, name, _ in keys:
-            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(table), sql.Identifier(name)))
-        for table in portal_tables:
-            t1 = time.perf_counter()
+        for table in _community_tables(conn, "portal"):  # portal.communities
             copied[f"portal.{table}"] = copy_community(conn, "portal", table, "F001", codes)
+        # The data sets' tables are partitioned by community (docs/adr/0011): each town's copy goes into a
+        # new partition of its own, whose key and indexes are built when it is attached, as a first load does.
+        for table in _community_tables(conn, "portal", partitioned=True):
+            t1 = time.perf_counter()
+            copied[f"portal.{table}"] = 0
+            for code in codes:
+                with conn.transaction():
+                    part = conn.execute("SELECT sync.new_community_partition(%s, %s)::text",
+                                        (table, code)).fetchone()[0]
+                    copied[f"portal.{table}"] += copy_community(conn, "portal", table, "F001", [code], into=part)
+                    conn.execute("SELECT sync.attach_community_partition(%s, %s)", (table, code))
             log.info("copied portal.%s: %d rows in %.0f s", table, copied[f"portal.{table}"], time.perf_counter() - t1)
-        t1 = time.perf_counter()
-        for table, name, definition in keys:
-            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                sql.SQL(table), sql.Identifier(name), sql.SQL(definition)))
-        for _, definition in indexes:
-            conn.execute(sql.SQL(definition))
-        log.info("rebuilt %d keys and %d indexes in %.0f s", len(keys), len(indexes), time.perf_counter() - t1)
         t1 = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
         log.info("VACUUM ANALYZE in %.0f s", time.perf_counter() - t1)

@@ -462,7 +462,8 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
             conn.execute("CREATE TABLE bench_part.charges (LIKE portal.charges INCLUDING ALL)"
                          " PARTITION BY LIST (community_code)")
         for variant in variants:
-            conn.execute("TRUNCATE portal.charges")
+            # the product makes BENCH's partition itself (docs/adr/0011); the plain inserts need it attached
+            _bench_partition(conn, attached=variant.removesuffix("_writer") != "product")
             conn.execute("DROP TABLE IF EXISTS bench_part.charges_bench")
             conn.execute("CHECKPOINT")
             wal_before, checkpoints_before = _wal_position(conn)
@@ -480,12 +481,21 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
             wal_after, checkpoints_after = _wal_position(conn)
             wal_mib[variant] = round((wal_after - wal_before) / 2**20)
             checkpoints[variant] = checkpoints_after - checkpoints_before
-        conn.execute("TRUNCATE portal.charges")
+        conn.execute("DROP TABLE IF EXISTS portal_part.charges__bench")
         conn.execute("DROP SCHEMA IF EXISTS bench_part CASCADE")
         for table in tables.values():
             conn.execute(f'DROP TABLE stage."{table}"')
     return {"rows": rows, "publish_seconds": seconds, "wal_mib": wal_mib, "checkpoints": checkpoints,
             "refused": refused}
+
+
+def _bench_partition(conn, attached: bool) -> None:
+    """Community BENCH's partition of portal.charges dropped (its rows with it), then made empty and
+    attached when a variant inserts through the parent."""
+    conn.execute("DROP TABLE IF EXISTS portal_part.charges__bench")
+    if attached:
+        conn.execute("SELECT sync.new_community_partition('charges', 'BENCH')")
+        conn.execute("SELECT sync.attach_community_partition('charges', 'BENCH')")
 
 
 def _publish_variant(conn, pg_url: str, variant: str, tables: dict, args: dict, cols: str) -> None:
@@ -576,7 +586,7 @@ def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_me
         keys = "bench_reconcile__transaction_keys"
         _load_extract(source_odbc, pg_url, conn, keys, ds.reconcile_keys)
         tables["transaction_keys"] = keys
-        conn.execute("TRUNCATE portal.charges")
+        _bench_partition(conn, attached=True)
         with conn.transaction():
             conn.execute(f"INSERT INTO portal.charges ({cols}) " + publish.projection_sql(ds, tables, None, "full"),
                          {**args, "read_at": datetime(2026, 1, 1, tzinfo=UTC)})
@@ -607,7 +617,7 @@ def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_me
                     raise _Rollback
             except _Rollback:
                 pass
-        conn.execute("TRUNCATE portal.charges")
+        conn.execute("DROP TABLE IF EXISTS portal_part.charges__bench")
         for table in tables.values():
             conn.execute(f'DROP TABLE stage."{table}"')
     return {"rows": rows, "publish_seconds": seconds, "counts": counts}

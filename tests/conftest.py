@@ -87,8 +87,10 @@ def portal(portal_url: str) -> Iterator[str]:
             "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname IN ('portal', 'sync')"
         ).fetchall()
         conn.execute("TRUNCATE " + ", ".join(t[0] for t in tables) + " CASCADE")
-        for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'stage'").fetchall():
-            conn.execute(sql.SQL("DROP TABLE stage.{}").format(sql.Identifier(name)))
+        # Communities' partitions go too: each test's first load makes its own, as in production.
+        for schema in ("stage", "portal_part"):
+            for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall():
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
     yield portal_url
 
 

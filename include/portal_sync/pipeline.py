@@ -492,7 +492,7 @@ def _publish_ready(ctx: RunContext, conn: psycopg.Connection, run: RunRecord,
     for name, why in outcome.refused.items():
         runs.update_dataset(conn, ctx.run_key, name, phase="failed", error=why[:2000])
     try:
-        refresh_statistics(conn, outcome.counts)
+        refresh_statistics(conn, community.code, outcome.counts)
     except psycopg.Error as exc:  # statistics are an optimisation: the publish has committed
         log.warning("%s: ANALYZE after the publish failed: %s", community.code, exc)
     return outcome.refused

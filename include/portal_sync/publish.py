@@ -158,18 +158,21 @@ def merge_dataset(
 
     all_cols = ", ".join(_q(c) for c in (*ds.portal_columns, "source_read_at"))
     projection = projection_sql(ds, tables, scope, mode)
+    partition = conn.execute("SELECT sync.community_partition(%s, %s)::text",
+                             (ds.portal_table, community)).fetchone()[0]
     if mode == "full" and not conn.execute(
         f"SELECT EXISTS (SELECT 1 FROM {target} WHERE community_code = %(community)s)", args
     ).fetchone()[0]:
         # First load of the community: nothing can conflict, be restored, superseded or deleted, so
         # one plain INSERT (half the time of the upsert, docs/benchmarks); a duplicate key fails as
-        # it would in the upsert.
-        counts.inserted = conn.execute(
-            f"INSERT INTO {target} ({all_cols}) SELECT {all_cols} FROM ({projection}) p", args
-        ).rowcount
+        # it would in the upsert when the key is built.
+        counts.inserted = _first_load(conn, ds.portal_table, community, partition, all_cols, projection, args)
         counts.first_load = True
         counts.seconds = round(time.monotonic() - started, 3)
         return counts
+    if partition is None:  # a community's first rows by another path (a window): an empty partition first
+        conn.execute("SELECT sync.new_community_partition(%s, %s)", (ds.portal_table, community))
+        conn.execute("SELECT sync.attach_community_partition(%s, %s)", (ds.portal_table, community))
 
     # The count reads the staged rows without computing the projected values. A small projection
     # (a window, a snapshot) is then materialised and analysed: inline, the voided test's subplans
@@ -211,7 +214,8 @@ def merge_dataset(
     conn.execute(f"DROP TABLE IF EXISTS {todo}")
     key_join = " AND ".join(f"t.{_q(k)} = p.{_q(k)}" for k in key_cols)
     conn.execute(
-        f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.* FROM {projected} p"
+        f"CREATE TEMP TABLE {todo} ON COMMIT DROP AS SELECT p.*, t.community_code IS NULL AS _is_new"
+        f" FROM {projected} p"
         # The community named, not only joined on: else PostgreSQL reads every community's rows
         # (a reconciliation in a 100-town portal: 80 s instead of 2, docs/benchmarks/portal-scale.md).
         f" LEFT JOIN {target} t ON {key_join} AND t.community_code = %(community)s"
@@ -230,15 +234,17 @@ def merge_dataset(
         [f"{_q(c)} = EXCLUDED.{_q(c)}" for c in (*value_cols, "source_read_at")] + [f"{c} = NULL" for c in tombstones]
     )
     new = ", ".join(f"EXCLUDED.{_q(c)}" for c in value_cols)
-    inserted, updated = conn.execute(
-        f"WITH up AS (INSERT INTO {target} AS t ({all_cols}) SELECT {all_cols} FROM {todo}"
+    # The rows the classify found no portal row for are the inserts (the community's advisory lock keeps
+    # any other writer of its rows out); the upsert's row count is inserts plus the updates its guards let
+    # through. (RETURNING xmax is refused on a partitioned table.)
+    inserted = conn.execute(f"SELECT count(*) FROM {todo} WHERE _is_new").fetchone()[0]
+    written = conn.execute(
+        f"INSERT INTO {target} AS t ({all_cols}) SELECT {all_cols} FROM {todo}"
         f" ON CONFLICT ({key_list}) DO UPDATE SET {sets}"
         f" WHERE (({old}) IS DISTINCT FROM ({new}) OR {was_gone}) AND {newer_sql.format(new='EXCLUDED')}"
-        " RETURNING (xmax = 0) AS is_new)"
-        " SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM up"
-    ).fetchone()
-    counts.inserted, counts.updated = inserted, updated
-    counts.unchanged = total - inserted - updated - counts.superseded
+    ).rowcount
+    counts.inserted, counts.updated = inserted, written - inserted
+    counts.unchanged = total - counts.inserted - counts.updated - counts.superseded
 
     if ds.name == "charges" and mode != "full":
         # A VOID read now may name a line published long ago, outside this window.
@@ -257,6 +263,24 @@ def merge_dataset(
 
     counts.seconds = round(time.monotonic() - started, 3)
     return counts
+
+
+def _first_load(conn: psycopg.Connection, table: str, community: str, partition: str | None, all_cols: str,
+                projection: str, args: Mapping[str, object]) -> int:
+    """Insert a community's first rows; into a new partition of its own when it has none (docs/adr/0011).
+
+    The new partition has no index while the rows go in; attaching it builds the key and indexes from
+    the rows (sorted builds), about half the time of inserting a city ledger into its indexes."""
+    if partition is not None:  # emptied by hand, or its other rows were never published: the indexed insert
+        return conn.execute(
+            f"INSERT INTO portal.{_q(table)} ({all_cols}) SELECT {all_cols} FROM ({projection}) p", args
+        ).rowcount
+    created = conn.execute("SELECT sync.new_community_partition(%s, %s)::text", (table, community)).fetchone()[0]
+    inserted = conn.execute(f"INSERT INTO {created} ({all_cols}) SELECT {all_cols} FROM ({projection}) p",
+                            args).rowcount
+    conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
+    conn.execute("SELECT sync.attach_community_partition(%s, %s)", (table, community))
+    return inserted
 
 
 def _tombstone(conn, item: PublishInput, target: str, tombstones: list[str], scope: str | None, args: dict,
@@ -332,26 +356,25 @@ def _keys_extract(item: PublishInput) -> Extract:
 
 
 ANALYZE_AFTER_ROWS = 10_000
-# The portal tables sync.analyze_portal_table (migration 0013) accepts: the same fixed list.
-ANALYZABLE_TABLES = ("communities", "accounts", "residents", "charges", "payments", "balances", "assessments")
 
 
-def refresh_statistics(conn: psycopg.Connection, counts: Mapping[str, PublishCounts]) -> list[str]:
+def refresh_statistics(conn: psycopg.Connection, community: str, counts: Mapping[str, PublishCounts]) -> list[str]:
     """ANALYZE the portal tables a publish changed a lot, after its commit.
 
     After a city's first load the planner still believed the community had one row and ran the
     next reconciliation's tombstone pass as millions of index probes (docs/benchmarks). Outside
     the publish transaction, so two communities' publishes never wait on each other's ANALYZE.
-    Through ``sync.analyze_portal_table``: PostgreSQL skips (with a mere WARNING) an ANALYZE by the
-    writer group, which owns no portal table (docs/adr/0006); the function runs as their owner.
-    A community's first load is analysed whatever its size: in a fleet's table a town is too small
-    for autovacuum to notice, and the planner estimated it at one row (docs/benchmarks/portal-scale.md).
+    Through ``sync.analyze_community_rows``, which analyses the community's own partition (an ANALYZE of
+    the parent would sample every community's) as the tables' owner: PostgreSQL skips (with a mere
+    WARNING) an ANALYZE by the writer group, which owns no portal table (docs/adr/0006, 0011).
+    A community's first load is analysed whatever its size: autovacuum may not come to a town's
+    partition before its next run, and the planner estimated it at one row (docs/benchmarks/portal-scale.md).
     """
     analyzed = []
     for name, c in counts.items():
         if c.first_load or c.inserted + c.updated + c.deleted + c.archived >= ANALYZE_AFTER_ROWS:
             table = DATASETS[name].portal_table
-            conn.execute("SELECT sync.analyze_portal_table(%s)", (table,))
+            conn.execute("SELECT sync.analyze_community_rows(%s, %s)", (table, community))
             analyzed.append(f"portal.{_q(table)}")
     return analyzed
 

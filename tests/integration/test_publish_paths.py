@@ -76,9 +76,10 @@ def test_a_big_publish_refreshes_the_portal_tables_statistics(make_source, porta
     monkeypatch.setattr(publish, "ANALYZE_AFTER_ROWS", accounts + 1)  # charges qualify, accounts do not
     sync(sim, portal, "again", comm=community(datasets=("accounts", "charges", "residents")), **FULL)
     with psycopg.connect(portal) as conn:
-        analyzed = dict(conn.execute(
-            "SELECT relname, greatest(last_analyze, last_autoanalyze) FROM pg_stat_user_tables"
-            " WHERE schemaname = 'portal' AND relname IN ('charges', 'accounts', 'balances')").fetchall())
+        analyzed = dict(conn.execute(  # the community's own partitions (docs/adr/0011)
+            "SELECT t.name, greatest(s.last_analyze, s.last_autoanalyze)"
+            " FROM unnest(ARRAY['charges', 'accounts', 'balances']) t(name)"
+            " LEFT JOIN pg_stat_user_tables s ON s.relid = sync.community_partition(t.name, 'SPRINGFLD')").fetchall())
     assert analyzed["charges"] is not None and analyzed["charges"] >= before
     assert analyzed["accounts"] is None or analyzed["accounts"] < before
     assert analyzed["balances"] is None or analyzed["balances"] < before  # not synced, not analyzed
@@ -124,8 +125,8 @@ def test_a_first_load_gathers_the_statistics_of_its_community_whatever_its_size(
     with psycopg.connect(portal) as conn:
         rows, analyzed, values = conn.execute(
             "SELECT (SELECT count(*) FROM portal.accounts), s.last_analyze,"
-            " (SELECT most_common_vals::text FROM pg_stats WHERE schemaname = 'portal' AND tablename = 'accounts'"
-            "  AND attname = 'community_code')"
-            " FROM pg_stat_user_tables s WHERE s.schemaname = 'portal' AND s.relname = 'accounts'").fetchone()
+            " (SELECT most_common_vals::text FROM pg_stats WHERE schemaname = s.schemaname"
+            "  AND tablename = s.relname AND attname = 'community_code')"  # the community's own partition
+            " FROM pg_stat_user_tables s WHERE s.relid = sync.community_partition('accounts', 'SPRINGFLD')").fetchone()
     assert 0 < rows < publish.ANALYZE_AFTER_ROWS  # small: only the first-load rule analyses it
     assert analyzed is not None and "SPRINGFLD" in values

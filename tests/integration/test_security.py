@@ -23,7 +23,6 @@ from synctest import assert_in_sync, community, sync
 
 from portal_sync import publish, roles
 from portal_sync.config import Community
-from portal_sync.datasets import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
 DENIED = errors.InsufficientPrivilege
@@ -330,54 +329,132 @@ def test_the_writer_syncs_and_cannot_drop_the_portal_or_reach_beyond_it(two_comm
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(other_db)))
 
 
-def _last_analyze(admin_url: str, table: str):
+def _last_analyze(admin_url: str, table: str, code: str):
+    """When the community's partition of a portal table was last analysed."""
     with psycopg.connect(admin_url) as conn:
-        return conn.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE schemaname = 'portal'"
-                            " AND relname = %s", (table,)).fetchone()[0]
+        return conn.execute("SELECT s.last_analyze FROM pg_stat_user_tables s"
+                            " WHERE s.relid = sync.community_partition(%s, %s)", (table, code)).fetchone()[0]
 
 
 @pytest.mark.integration
 def test_the_writer_refreshes_portal_statistics_through_the_narrow_function_only(portal, make_source, janitor):
     """ANALYZE by a role that owns no table is skipped with a WARNING: the sync's login must go through
-    sync.analyze_portal_table, which analyses the portal tables the sync writes and nothing else."""
+    sync.analyze_community_rows, which analyses one community's partition of a portal table the sync
+    writes and nothing else."""
     tag = uuid.uuid4().hex[:6]
     writer, writer_pw = janitor.login(f"cps_sec_{tag}_stats")
     with psycopg.connect(portal, autocommit=True) as conn:
         roles.grant_writer(conn, writer)
     writer_url = _url(portal, writer, writer_pw)
     sim = make_source("sqlite", seed=15)
+    code, other = "SPRINGFLD", f"ST{tag.upper()}"
     sync(sim, writer_url, "stats", comm=community(datasets=("accounts", "charges", "residents")))
-    before = {name: _last_analyze(portal, name) for name in ("charges", "accounts")}
+    sync(make_source("sqlite", seed=16, org_code=other, org_name="Other"), writer_url, "stats2",
+         comm=community(code=other, datasets=("accounts", "charges", "residents")))
+    before = {name: _last_analyze(portal, name, code) for name in ("charges", "accounts")}
+    other_before = _last_analyze(portal, "charges", other)
 
     counts = {"charges": publish.PublishCounts(inserted=publish.ANALYZE_AFTER_ROWS),
               "accounts": publish.PublishCounts(inserted=1)}
     with psycopg.connect(writer_url, autocommit=True) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == roles.WRITER_ROLE
-        assert publish.refresh_statistics(conn, counts) == ['portal."charges"']
-    after = _last_analyze(portal, "charges")
+        assert publish.refresh_statistics(conn, code, counts) == ['portal."charges"']
+    after = _last_analyze(portal, "charges", code)
     assert after is not None and (before["charges"] is None or after > before["charges"])
-    assert _last_analyze(portal, "accounts") == before["accounts"]  # below the threshold: left alone
+    assert _last_analyze(portal, "accounts", code) == before["accounts"]  # below the threshold: left alone
+    assert _last_analyze(portal, "charges", other) == other_before  # another community's rows: left alone
     with psycopg.connect(portal) as conn:
-        tuples, rows = conn.execute("SELECT reltuples, (SELECT count(*) FROM portal.charges) FROM pg_class"
-                                    " WHERE oid = 'portal.charges'::regclass").fetchone()
+        tuples, rows = conn.execute(
+            "SELECT reltuples, (SELECT count(*) FROM portal.charges WHERE community_code = %s) FROM pg_class"
+            " WHERE oid = sync.community_partition('charges', %s)", (code, code)).fetchone()
     assert tuples == rows > 0
 
     with psycopg.connect(writer_url, autocommit=True) as conn:
         for bad in ("runs", "sync.runs", "charges; DROP TABLE portal.charges", "pg_authid", "", None):
-            _denied(conn, "SELECT sync.analyze_portal_table(%s)", (bad,), errors.InvalidParameterValue)
+            _denied(conn, "SELECT sync.analyze_community_rows(%s, %s)", (bad, code), errors.InvalidParameterValue)
+        for bad in ("stats", "A", "X'; DROP TABLE portal.charges; --", "", None):
+            _denied(conn, "SELECT sync.analyze_community_rows('charges', %s)", (bad,), errors.InvalidParameterValue)
     outsider, outsider_pw = janitor.login(f"cps_sec_{tag}_outsider")  # no group: no EXECUTE
     with psycopg.connect(_url(portal, outsider, outsider_pw), autocommit=True) as conn:
-        _denied(conn, "SELECT sync.analyze_portal_table('charges')")
-    with psycopg.connect(portal) as conn:
+        _denied(conn, "SELECT sync.analyze_community_rows('charges', %s)", (code,))
+    _assert_narrow_definer(portal, "sync.analyze_community_rows(text, text)")
+
+
+@pytest.mark.integration
+def test_each_community_has_partitions_only_the_narrow_functions_make_and_readers_never_reach(two_communities):
+    """docs/adr/0011: a community's rows sit in partitions in portal_part, owned by the schema owner and
+    reached only through the parent tables and their row security; the writer creates and attaches a
+    partition only through the two narrow functions, for a portal table and a community code."""
+    t = two_communities
+    a, b = t.codes
+    with psycopg.connect(t.admin_url) as conn:
+        for table in ("accounts", "charges", "payments", "balances", "residents", "assessments"):
+            for code in (a, b):
+                part = conn.execute("SELECT sync.community_partition(%s, %s)::text", (table, code)).fetchone()[0]
+                assert part == f"portal_part.{table}__{code.lower()}", (table, code, part)
+                owner, rows, others = conn.execute(
+                    f"SELECT pg_get_userbyid(c.relowner), (SELECT count(*) FROM {part}),"
+                    f" (SELECT count(*) FROM {part} WHERE community_code <> %s) FROM pg_class c"
+                    " WHERE c.oid = %s::regclass", (code, part)).fetchone()
+                assert owner != roles.WRITER_ROLE and rows > 0 and others == 0, (part, owner, rows, others)
+                for role in (roles.WRITER_ROLE, roles.READER_ROLE):  # attached: only through the parent
+                    assert not conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT, INSERT, UPDATE, DELETE')",
+                                            (role, part)).fetchone()[0], (role, part)
+        assert conn.execute("SELECT has_schema_privilege(%s, 'portal_part', 'USAGE'),"
+                            " has_schema_privilege(%s, 'portal_part', 'CREATE')",
+                            (roles.READER_ROLE, roles.WRITER_ROLE)).fetchone() == (False, False)
+    with psycopg.connect(t.reader_urls[a], autocommit=True) as conn:
+        _denied(conn, f"SELECT count(*) FROM portal_part.charges__{b.lower()}")
+        _denied(conn, f"SELECT count(*) FROM portal_part.charges__{a.lower()}")
+        _denied(conn, "SELECT sync.new_community_partition('charges', %s)", (f"Z{t.tag.upper()}",))
+    with psycopg.connect(t.writer_url, autocommit=True) as conn:
+        _denied(conn, "SELECT sync.new_community_partition('charges', %s)", (a,), errors.DuplicateTable)
+        for table, code in (("runs", a), ("communities", a), ("charges; DROP TABLE portal.charges", a),
+                            (None, a), ("charges", "lower"), ("charges", "A'); DROP TABLE x; --"), ("charges", None)):
+            _denied(conn, "SELECT sync.new_community_partition(%s, %s)", (table, code), errors.InvalidParameterValue)
+            _denied(conn, "SELECT sync.attach_community_partition(%s, %s)", (table, code),
+                    errors.InvalidParameterValue)
+        _denied(conn, "CREATE TABLE portal_part.cps_sec_mine (x int)")
+        _denied(conn, sql.SQL("ALTER TABLE portal.charges DETACH PARTITION {}").format(
+            sql.Identifier("portal_part", f"charges__{a.lower()}")))
+        # A new partition: the writer may only fill it; attached, its rows are the community's, readable
+        # through the parent only.
+        code = f"Z{t.tag.upper()}"
+        with conn.transaction(force_rollback=True):
+            part = conn.execute("SELECT sync.new_community_partition('payments', %s)::text", (code,)).fetchone()[0]
+            _payment(conn, part, 1, code)
+            with pytest.raises(errors.CheckViolation), conn.transaction():
+                _payment(conn, part, 2, a)
+            for statement in (f"SELECT * FROM {part}", f"UPDATE {part} SET amount = 0", f"DELETE FROM {part}",
+                              f"DROP TABLE {part}", f"ALTER TABLE {part} DROP CONSTRAINT community_only"):
+                with pytest.raises(DENIED), conn.transaction():
+                    conn.execute(statement)
+            conn.execute("SELECT sync.attach_community_partition('payments', %s)", (code,))
+            assert conn.execute("SELECT count(*) FROM portal.payments WHERE community_code = %s",
+                                (code,)).fetchone()[0] == 1
+            with pytest.raises(DENIED), conn.transaction():
+                _payment(conn, part, 3, code)
+    for function in ("sync.new_community_partition(text, text)", "sync.attach_community_partition(text, text)"):
+        _assert_narrow_definer(t.admin_url, function)
+
+
+def _payment(conn: psycopg.Connection, table: str, payment_id: int, code: str) -> None:
+    conn.execute(f"INSERT INTO {table} (community_code, payment_id, account_id, amount, method, paid_at, status,"
+                 " status_changed_at) VALUES (%s, %s, 1, 1.00, 'cash', now(), 'posted', now())", (code, payment_id))
+
+
+def _assert_narrow_definer(admin_url: str, function: str) -> None:
+    """Owned by the portal schema's owner, SECURITY DEFINER with a fixed search path, executable by the
+    writer group only."""
+    with psycopg.connect(admin_url) as conn:
         owner, definer, config = conn.execute(
             "SELECT pg_get_userbyid(p.proowner) = pg_get_userbyid(n.nspowner), p.prosecdef, p.proconfig"
-            " FROM pg_proc p, pg_namespace n WHERE p.oid = 'sync.analyze_portal_table(text)'::regprocedure"
-            " AND n.nspname = 'portal'").fetchone()
-        assert owner and definer and config == ["search_path=pg_catalog, pg_temp"]
+            " FROM pg_proc p, pg_namespace n WHERE p.oid = %s::regprocedure AND n.nspname = 'portal'",
+            (function,)).fetchone()
+        assert owner and definer and config == ["search_path=pg_catalog, pg_temp"], function
         for role, allowed in ((roles.WRITER_ROLE, True), (roles.READER_ROLE, False), ("public", False)):
-            assert conn.execute("SELECT has_function_privilege(%s, 'sync.analyze_portal_table(text)', 'EXECUTE')",
-                                (role,)).fetchone()[0] is allowed, role
-    assert set(publish.ANALYZABLE_TABLES) >= {ds.portal_table for ds in DATASETS.values()}
+            assert conn.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')",
+                                (role, function)).fetchone()[0] is allowed, (function, role)
 
 
 @pytest.mark.integration
