@@ -12,8 +12,8 @@ reach 4 times.
 ``town`` part. A portal database ``bench_scale_fleet_*`` (migrated by portal_sync.migrate) is filled
 with ``--towns`` towns: one simulated town (``town`` preset, seed 12) is synced once as ``F001``, then
 its portal rows (and its run-store rows: the run, its data sets, checks, marks) are copied under
-``F002``..``F<towns>`` with SQL, with the portal tables' indexes dropped during the copy and rebuilt
-from their own definitions after it; then ``VACUUM ANALYZE``. The measured town T is the demo's
+``F002``..``F<towns>`` with SQL, each town's rows of a data set's table into a new partition of its own
+whose key and indexes are built when it is attached (docs/adr/0011); then ``VACUUM ANALYZE``. The measured town T is the demo's
 SPRINGFLD (``town`` preset, seed 11, as scripts/demo.py builds it), a fresh SQLite working copy of
 its pristine source for every portal and repetition. Per repetition, interleaved (the empty portal
 first on even repetitions, the fleet portal first on odd ones) so that the load of a shared machine
@@ -172,15 +172,17 @@ def table_sizes(db: str) -> dict:
     from run import pg_url
 
     with psycopg.connect(pg_url(db)) as conn:
-        rows = conn.execute(
-            "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)"
-            " FROM pg_class c WHERE c.relnamespace IN ('portal'::regnamespace, 'portal_part'::regnamespace)"
-            " AND c.relkind = 'r'"
-            " ORDER BY c.relname").fetchall()
+        rows = conn.execute(  # per portal table, its communities' partitions (docs/adr/0011) summed
+            "SELECT coalesce(p.relname, c.relname), sum(greatest(c.reltuples, 0))::bigint,"
+            " sum(pg_total_relation_size(c.oid))::bigint, count(*)"
+            " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE c.relnamespace IN ('portal'::regnamespace, 'portal_part'::regnamespace) AND c.relkind = 'r'"
+            " GROUP BY 1 ORDER BY 1").fetchall()
         communities = conn.execute("SELECT count(*) FROM portal.communities").fetchone()[0]
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     return {"communities": communities, "database_mib": round(size / 2**20),
-            "tables": {name: {"rows_estimate": n, "total_mib": round(b / 2**20)} for name, n, b in rows}}
+            "tables": {name: {"rows_estimate": n, "total_mib": round(b / 2**20), "partitions": k}
+                       for name, n, b, k in rows}}
 
 
 def _columns(conn, schema: str, table: str) -> list[str]:
