@@ -85,6 +85,14 @@ def changed_rows_sql(ds: Dataset, mode: str, *, relations: Mapping[str, str], en
             f" AND t.community_code = %(community)s WHERE t.community_code IS NULL OR {changed}")
 
 
+def _any(query: str) -> str:
+    """Whether ``query`` returns a row, planned for reading all of them. Under EXISTS the planner picks
+    the plan that finds a first row soonest (nested loops over the held rows, which it takes for 100),
+    while a probe usually finds none and pays the whole loop: a town's customers against their
+    locations, 4 M comparisons, most of an idle run's PostgreSQL time (docs/benchmarks/fleet.md)."""
+    return f"(SELECT count(*) FROM ({query}) AS found) > 0"
+
+
 def has_work(conn: psycopg.Connection, ds: Dataset, *, mode: str, held: Mapping[str, Sequence[pa.RecordBatch]],
              community: str, run_key: str, read_at: datetime | None, enabled: Sequence[str], time_zone: str,
              visible_statuses: Sequence[str], rules: Sequence[Rule]) -> bool:
@@ -107,17 +115,17 @@ def has_work(conn: psycopg.Connection, ds: Dataset, *, mode: str, held: Mapping[
     primary = render_relations("{" + ds.primary.name + "}", relations)
     staged_key = ", ".join(f"s.{_q(k)}" for k in ds.primary.key)
     checks = [
-        f"EXISTS ({changed_rows_sql(ds, mode, relations=relations, enabled=enabled)})",
-        f"EXISTS (SELECT 1 FROM {primary} s GROUP BY {staged_key} HAVING count(*) > 1)",
+        _any(changed_rows_sql(ds, mode, relations=relations, enabled=enabled)),
+        _any(f"SELECT 1 FROM {primary} s GROUP BY {staged_key} HAVING count(*) > 1"),
     ]
     refusing = [f"({render_relations(r.bad_rows_where, relations)})" for r in rules if r.severity == "refuse"]
     if refusing:
-        checks.append(f"EXISTS (SELECT 1 FROM {primary} s WHERE {' OR '.join(refusing)})")
+        checks.append(_any(f"SELECT 1 FROM {primary} s WHERE {' OR '.join(refusing)}"))
     if ds.name == "charges" and mode != "full":
-        checks.append(
-            f"EXISTS (SELECT 1 FROM {primary} s JOIN portal.charges t ON t.community_code = %(community)s"
-            ' AND t.charge_id = s."VoidsTransactionID" AND NOT t.voided WHERE s."TransactionType" = \'VOID\')'
-        )
+        checks.append(_any(
+            f"SELECT 1 FROM {primary} s JOIN portal.charges t ON t.community_code = %(community)s"
+            ' AND t.charge_id = s."VoidsTransactionID" AND NOT t.voided WHERE s."TransactionType" = \'VOID\''
+        ))
     if mode != "window":
         keys = ds.primary if mode == "full" or ds.reconcile_keys is None else ds.reconcile_keys
         source_keys = render_relations("{" + keys.name + "}", relations)
@@ -128,6 +136,6 @@ def has_work(conn: psycopg.Connection, ds: Dataset, *, mode: str, held: Mapping[
         if read_at is not None:
             gone = f"({gone} AND (t.source_read_at IS NULL OR t.source_read_at <= %(read_at)s))"
         live = " AND ".join(f"t.{c} IS NULL" for c in tombstones)
-        checks.append(f"EXISTS (SELECT 1 FROM {target} t WHERE t.community_code = %(community)s AND {live} AND {gone})")
+        checks.append(_any(f"SELECT 1 FROM {target} t WHERE t.community_code = %(community)s AND {live} AND {gone}"))
     return bool(conn.execute(f"WITH {', '.join(held_rows)} SELECT " + " OR ".join(f"({c})" for c in checks),
                              params).fetchone()[0])
