@@ -64,6 +64,13 @@ BEGIN
 END
 $$;
 
+-- Where a community's own partition of a portal table lives: portal_part.<table>__<code in lower case>.
+CREATE FUNCTION sync.community_partition_name(table_name text, code text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog AS
+$fn$
+    SELECT format('portal_part.%I', table_name || '__' || lower(code))
+$fn$;
+
 -- The partition of a portal table that holds a community's rows, or NULL: the community's own or the
 -- legacy one (only those two are looked at, so the cost does not grow with the fleet). A bound is a list
 -- of quoted codes; a community code ([A-Z][A-Z0-9_]) quoted can only match a whole element of it.
@@ -71,7 +78,7 @@ CREATE FUNCTION sync.community_partition(table_name text, code text) RETURNS reg
 LANGUAGE sql STABLE SET search_path = pg_catalog AS
 $fn$
     SELECT c.oid::regclass FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
-    WHERE c.oid IN (to_regclass(format('portal_part.%I', table_name || '__' || lower(code))),
+    WHERE c.oid IN (to_regclass(sync.community_partition_name(table_name, code)),
                     to_regclass(format('portal_part.%I', table_name || '__legacy')))
       AND i.inhparent = to_regclass(format('portal.%I', table_name))
       AND position(quote_literal(code) IN pg_get_expr(c.relpartbound, c.oid)) > 0
@@ -98,18 +105,18 @@ CREATE FUNCTION sync.new_community_partition(table_name text, code text) RETURNS
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $fn$
 DECLARE
-    part text := table_name || '__' || lower(code);
+    part text := sync.community_partition_name(table_name, code);
 BEGIN
     PERFORM sync.check_partition_args(table_name, code);
     IF sync.community_partition(table_name, code) IS NOT NULL THEN
         RAISE EXCEPTION 'portal.% already has a partition for community %', table_name, code
             USING ERRCODE = 'duplicate_table';
     END IF;
-    EXECUTE format('CREATE TABLE portal_part.%I (LIKE portal.%I INCLUDING DEFAULTS INCLUDING GENERATED'
+    EXECUTE format('CREATE TABLE %s (LIKE portal.%I INCLUDING DEFAULTS INCLUDING GENERATED'
                    ' INCLUDING CONSTRAINTS INCLUDING STORAGE, CONSTRAINT community_only CHECK (community_code = %L))',
                    part, table_name, code);
-    EXECUTE format('GRANT INSERT ON portal_part.%I TO portal_sync_writer', part);
-    RETURN format('portal_part.%I', part)::regclass;
+    EXECUTE format('GRANT INSERT ON %s TO portal_sync_writer', part);
+    RETURN part::regclass;
 END
 $fn$;
 
@@ -120,11 +127,11 @@ CREATE FUNCTION sync.attach_community_partition(table_name text, code text) RETU
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $fn$
 DECLARE
-    part text := table_name || '__' || lower(code);
+    part text := sync.community_partition_name(table_name, code);
 BEGIN
     PERFORM sync.check_partition_args(table_name, code);
-    EXECUTE format('ALTER TABLE portal.%I ATTACH PARTITION portal_part.%I FOR VALUES IN (%L)', table_name, part, code);
-    EXECUTE format('REVOKE ALL ON portal_part.%I FROM portal_sync_writer', part);
+    EXECUTE format('ALTER TABLE portal.%I ATTACH PARTITION %s FOR VALUES IN (%L)', table_name, part, code);
+    EXECUTE format('REVOKE ALL ON %s FROM portal_sync_writer', part);
 END
 $fn$;
 
@@ -167,7 +174,8 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION sync.check_partition_args(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sync.check_partition_args(text, text), sync.community_partition_name(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sync.community_partition_name(text, text) TO portal_sync_writer;
 GRANT EXECUTE ON FUNCTION sync.community_partition(text, text) TO portal_sync_writer;
 
 SELECT sync.secure_portal_tables();
