@@ -13,9 +13,9 @@ reach 4 times.
 with ``--towns`` towns: one simulated town (``town`` preset, seed 12) is synced once as ``F001``, then
 its portal rows (and its run-store rows: the run, its data sets, checks, marks) are copied under
 ``F002``..``F<towns>`` with SQL, each town's rows of a data set's table into a new partition of its own
-whose key and indexes are built when it is attached (docs/adr/0011); then ``VACUUM ANALYZE``. The measured town T is the demo's
-SPRINGFLD (``town`` preset, seed 11, as scripts/demo.py builds it), a fresh SQLite working copy of
-its pristine source for every portal and repetition. Per repetition, interleaved (the empty portal
+whose key and indexes are built when it is attached (docs/adr/0011); then ``VACUUM ANALYZE``. The
+measured town T is the demo's SPRINGFLD (``town`` preset, seed 11, as scripts/demo.py builds it), a fresh
+SQLite working copy of its pristine source for every portal and repetition. Per repetition, interleaved (the empty portal
 first on even repetitions, the fleet portal first on odd ones) so that the load of a shared machine
 hits both alike:
 

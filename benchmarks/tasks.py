@@ -481,7 +481,7 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
             wal_after, checkpoints_after = _wal_position(conn)
             wal_mib[variant] = round((wal_after - wal_before) / 2**20)
             checkpoints[variant] = checkpoints_after - checkpoints_before
-        conn.execute("DROP TABLE IF EXISTS portal_part.charges__bench")
+        conn.execute("DROP TABLE IF EXISTS " + _bench_partition_name(conn))
         conn.execute("DROP SCHEMA IF EXISTS bench_part CASCADE")
         for table in tables.values():
             conn.execute(f'DROP TABLE stage."{table}"')
@@ -489,10 +489,14 @@ def publish_ledger(source_odbc: str, pg_url: str, variants: list[str], where: st
             "refused": refused}
 
 
+def _bench_partition_name(conn) -> str:
+    return conn.execute("SELECT sync.community_partition_name('charges', 'BENCH')").fetchone()[0]
+
+
 def _bench_partition(conn, attached: bool) -> None:
     """Community BENCH's partition of portal.charges dropped (its rows with it), then made empty and
     attached when a variant inserts through the parent."""
-    conn.execute("DROP TABLE IF EXISTS portal_part.charges__bench")
+    conn.execute("DROP TABLE IF EXISTS " + _bench_partition_name(conn))
     if attached:
         conn.execute("SELECT sync.new_community_partition('charges', 'BENCH')")
         conn.execute("SELECT sync.attach_community_partition('charges', 'BENCH')")
@@ -617,7 +621,7 @@ def reconcile_ledger(source_odbc: str, pg_url: str, variants: list[str], work_me
                     raise _Rollback
             except _Rollback:
                 pass
-        conn.execute("DROP TABLE IF EXISTS portal_part.charges__bench")
+        conn.execute("DROP TABLE IF EXISTS " + _bench_partition_name(conn))
         for table in tables.values():
             conn.execute(f'DROP TABLE stage."{table}"')
     return {"rows": rows, "publish_seconds": seconds, "counts": counts}

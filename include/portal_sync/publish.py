@@ -271,15 +271,14 @@ def _first_load(conn: psycopg.Connection, table: str, community: str, partition:
 
     The new partition has no index while the rows go in; attaching it builds the key and indexes from
     the rows (sorted builds), about half the time of inserting a city ledger into its indexes."""
-    if partition is not None:  # emptied by hand, or its other rows were never published: the indexed insert
-        return conn.execute(
-            f"INSERT INTO portal.{_q(table)} ({all_cols}) SELECT {all_cols} FROM ({projection}) p", args
-        ).rowcount
-    created = conn.execute("SELECT sync.new_community_partition(%s, %s)::text", (table, community)).fetchone()[0]
-    inserted = conn.execute(f"INSERT INTO {created} ({all_cols}) SELECT {all_cols} FROM ({projection}) p",
+    into = f"portal.{_q(table)}"  # its partition exists but is empty (rows deleted by hand): the indexed insert
+    if partition is None:
+        into = conn.execute("SELECT sync.new_community_partition(%s, %s)::text", (table, community)).fetchone()[0]
+    inserted = conn.execute(f"INSERT INTO {into} ({all_cols}) SELECT {all_cols} FROM ({projection}) p",
                             args).rowcount
-    conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
-    conn.execute("SELECT sync.attach_community_partition(%s, %s)", (table, community))
+    if partition is None:
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{BIG_STATEMENT_MEMORY}'")
+        conn.execute("SELECT sync.attach_community_partition(%s, %s)", (table, community))
     return inserted
 
 

@@ -378,6 +378,8 @@ def test_the_writer_refreshes_portal_statistics_through_the_narrow_function_only
     with psycopg.connect(_url(portal, outsider, outsider_pw), autocommit=True) as conn:
         _denied(conn, "SELECT sync.analyze_community_rows('charges', %s)", (code,))
     _assert_narrow_definer(portal, "sync.analyze_community_rows(text, text)")
+    with psycopg.connect(portal) as conn:  # its predecessor, which analysed a whole table, is gone
+        assert conn.execute("SELECT to_regprocedure('sync.analyze_portal_table(text)')").fetchone()[0] is None
 
 
 @pytest.mark.integration

@@ -84,7 +84,9 @@ $fn$
       AND position(quote_literal(code) IN pg_get_expr(c.relpartbound, c.oid)) > 0
 $fn$;
 
-CREATE FUNCTION sync.check_partition_args(table_name text, code text) RETURNS void
+-- The community's own partition of a table the sync partitions, after checking both: the narrow functions
+-- below accept nothing else.
+CREATE FUNCTION sync.checked_partition_name(table_name text, code text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS
 $fn$
 BEGIN
@@ -96,6 +98,7 @@ BEGIN
     IF code IS NULL OR code !~ '^[A-Z][A-Z0-9_]{1,9}$' THEN
         RAISE EXCEPTION 'not a community code: %', quote_literal(code) USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    RETURN sync.community_partition_name(table_name, code);
 END
 $fn$;
 
@@ -105,9 +108,8 @@ CREATE FUNCTION sync.new_community_partition(table_name text, code text) RETURNS
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $fn$
 DECLARE
-    part text := sync.community_partition_name(table_name, code);
+    part text := sync.checked_partition_name(table_name, code);
 BEGIN
-    PERFORM sync.check_partition_args(table_name, code);
     IF sync.community_partition(table_name, code) IS NOT NULL THEN
         RAISE EXCEPTION 'portal.% already has a partition for community %', table_name, code
             USING ERRCODE = 'duplicate_table';
@@ -127,33 +129,30 @@ CREATE FUNCTION sync.attach_community_partition(table_name text, code text) RETU
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $fn$
 DECLARE
-    part text := sync.community_partition_name(table_name, code);
+    part text := sync.checked_partition_name(table_name, code);
 BEGIN
-    PERFORM sync.check_partition_args(table_name, code);
     EXECUTE format('ALTER TABLE portal.%I ATTACH PARTITION %s FOR VALUES IN (%L)', table_name, part, code);
     EXECUTE format('REVOKE ALL ON %s FROM portal_sync_writer', part);
 END
 $fn$;
 
 -- Statistics of one community's rows: ANALYZE of a partitioned parent samples every partition, so the
--- sync analyses the community's own partition (portal.communities, not partitioned, whole).
+-- sync analyses the community's own partition. It replaces sync.analyze_portal_table (migration 0013),
+-- whose ANALYZE of a whole parent would now sample every community's partitions.
 CREATE FUNCTION sync.analyze_community_rows(table_name text, code text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $fn$
 DECLARE
     part regclass;
 BEGIN
-    IF table_name = 'communities' THEN
-        ANALYZE portal.communities;
-        RETURN;
-    END IF;
-    PERFORM sync.check_partition_args(table_name, code);
+    PERFORM sync.checked_partition_name(table_name, code);
     part := sync.community_partition(table_name, code);
     IF part IS NOT NULL THEN
         EXECUTE format('ANALYZE %s', part);
     END IF;
 END
 $fn$;
+DROP FUNCTION sync.analyze_portal_table(text);
 
 DO $$
 DECLARE
@@ -174,8 +173,7 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION sync.check_partition_args(text, text), sync.community_partition_name(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION sync.community_partition_name(text, text) TO portal_sync_writer;
-GRANT EXECUTE ON FUNCTION sync.community_partition(text, text) TO portal_sync_writer;
+-- The naming and lookup functions only read the catalog and keep PUBLIC's EXECUTE: USAGE on schema sync
+-- (the writer's and the owner's) is what reaches them, and the definer functions call them as the owner.
 
 SELECT sync.secure_portal_tables();
